@@ -1,0 +1,95 @@
+"""Passwords, the htpasswd file the registry checks them against, and its HTTP secret."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import bcrypt
+import pulumi
+import pulumi_random as random
+
+PASSWORD_LENGTH = 32
+
+# The registry checks bcrypt on every request and caches nothing (GUIDE §5), so
+# the cost multiplies the price of every layer of every pull. Measured with the
+# real registry and skopeo (bench/auth_cost.py, table in the README): cost 5
+# adds ~20% to a push+pull, cost 10 over 6x. The cost only slows offline
+# guessing of a stolen htpasswd, and a generated 32-character alphanumeric
+# password (~190 bits) cannot be guessed at any cost; 5 is one above bcrypt's
+# floor, for users who add hand-picked passwords to the file.
+BCRYPT_COST = 5
+
+_STD_B64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_BCRYPT_B64 = b"./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+_TO_BCRYPT = bytes.maketrans(_STD_B64, _BCRYPT_B64)
+
+
+def bcrypt_salt(salt_hex: str, cost: int = BCRYPT_COST) -> bytes:
+    """A bcrypt salt string from 16 random bytes given as hex (a RandomId's `hex`).
+
+    bcrypt's base64 packs bits like standard base64 but with its own alphabet;
+    16 bytes give 22 characters once the '==' padding is dropped.
+    """
+    raw = bytes.fromhex(salt_hex)
+    if len(raw) != 16:
+        raise ValueError(f"a bcrypt salt takes 16 bytes, got {len(raw)}")
+    encoded = base64.b64encode(raw).rstrip(b"=").translate(_TO_BCRYPT)
+    return b"$2b$%02d$" % cost + encoded
+
+
+def htpasswd_line(user: str, password: str, salt_hex: str, cost: int = BCRYPT_COST) -> str:
+    digest = bcrypt.hashpw(password.encode(), bcrypt_salt(salt_hex, cost)).decode()
+    return f"{user}:{digest}"
+
+
+def htpasswd_file(entries: Sequence[tuple[str, str, str]], cost: int = BCRYPT_COST) -> str:
+    """`user:bcrypt` lines for (user, password, salt_hex); the same input gives the same bytes."""
+    return "".join(htpasswd_line(user, password, salt, cost) + "\n" for user, password, salt in entries)
+
+
+@dataclass
+class CredentialsArgs:
+    users: Sequence[str]
+
+
+class Credentials(pulumi.ComponentResource):
+    passwords: dict[str, pulumi.Output[str]]
+    htpasswd: pulumi.Output[str]
+    http_secret: pulumi.Output[str]
+
+    def __init__(self, name: str, args: CredentialsArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("registry:index:Credentials", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+
+        self.passwords = {}
+        salts = []
+        for user in args.users:
+            # Alphanumerics only: nothing a shell, a URL or a YAML file would
+            # reinterpret, and still ~190 bits at 32 characters.
+            password = random.RandomPassword(
+                f"{name}-{user}-password",
+                length=PASSWORD_LENGTH,
+                special=False,
+                min_lower=1,
+                min_upper=1,
+                min_numeric=1,
+                opts=child,
+            )
+            # The salt is state, not a fresh gensalt(), so the htpasswd is the
+            # same bytes on every run and `pulumi up` shows no change; a new
+            # password still changes its line.
+            salt = random.RandomId(f"{name}-{user}-salt", byte_length=16, opts=child)
+            self.passwords[user] = password.result
+            salts.append(salt.hex)
+
+        users = list(args.users)
+        count = len(users)
+        self.htpasswd = pulumi.Output.all(*self.passwords.values(), *salts).apply(
+            lambda values: htpasswd_file(list(zip(users, values[:count], values[count:])))
+        )
+        self.http_secret = random.RandomPassword(
+            f"{name}-http-secret", length=64, special=False, opts=child
+        ).result
+        self.register_outputs({})

@@ -1,0 +1,365 @@
+"""Read and validate the stack's config once, before any resource exists.
+
+Every other module takes a `Settings`; nothing else calls `pulumi.Config`.
+A bad value stops the program with one message that names the key, the value
+and what would be accepted (pulumi.RunError prints it without a traceback).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import pulumi
+
+CONFIG_NAMESPACE = "registry"
+
+# The registry image is pinned to a patch release: a floating tag would let a
+# pod restart change the registry under the user's feet.
+DEFAULT_IMAGE = "registry:2.8.3"
+
+RUNTIMES = ("auto", "docker", "containerd", "crio", "k3s")
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
+_NODE_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
+_NODE_KEYS = {"name", "host", "port", "user", "runtime"}
+
+
+class SettingsError(pulumi.RunError):
+    """Raised with every problem found in the config, one line each."""
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    host: str
+    port: int
+    user: str
+    runtime: str
+
+    @property
+    def is_ip(self) -> bool:
+        return _is_ip(self.host)
+
+
+@dataclass(frozen=True)
+class Settings:
+    hostname: str
+    namespace: str
+    port: int
+    service_cidr: str
+    cluster_ip: Optional[str]
+    node_port: int
+    image: str
+    storage_size: str
+    storage_class: Optional[str]
+    users: tuple[str, ...]
+    pull_secret_namespaces: tuple[str, ...]
+    cert_validity_days: int
+    nodes: tuple[Node, ...]
+    ssh_user: str
+    # Secret: kept out of every repr and component input.
+    ssh_private_key: Optional[pulumi.Output[str]] = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.hostname}:{self.port}"
+
+    @property
+    def external_endpoints(self) -> list[str]:
+        return [f"{_url_host(node.host)}:{self.node_port}" for node in self.nodes]
+
+    def __repr__(self) -> str:  # never print the key, even by accident
+        return f"Settings(hostname={self.hostname!r}, namespace={self.namespace!r}, nodes={len(self.nodes)})"
+
+
+def load_settings() -> Settings:
+    """Read the `registry:` config of the current stack."""
+    config = pulumi.Config(CONFIG_NAMESPACE)
+    return parse_settings(config.get, config.get_secret("sshPrivateKey"))
+
+
+def parse_settings(
+    get: Callable[[str], Optional[str]], ssh_private_key: Optional[pulumi.Output[str]] = None
+) -> Settings:
+    """Build Settings from raw config strings; `get(key)` returns None when unset.
+
+    Defaults repeat those in Pulumi.yaml because the CLI alone applies those.
+    """
+    problems: list[str] = []
+    p = _Parser(get, problems)
+
+    hostname = p.hostname("hostname", "image-registry")
+    namespace = p.dns_label("namespace", "registry")
+    port = p.integer("port", 5000, 1, 65535)
+    service_cidr = p.network("serviceCidr", "10.96.0.0/12")
+    cluster_ip = p.cluster_ip("clusterIp", service_cidr)
+    node_port = p.integer("nodePort", 30500, 30000, 32767)
+    image = p.image("image", DEFAULT_IMAGE)
+    storage_size = p.quantity("storageSize", "10Gi")
+    storage_class = p.optional_hostname("storageClass")
+    users = p.users("users", ["admin"])
+    pull_namespaces = p.label_list("pullSecretNamespaces", ["default"])
+    validity = p.integer("certValidityDays", 365, 1, 825)
+    ssh_user = p.user_name("sshUser", "root")
+    nodes = p.nodes("nodes", ssh_user or "root")
+    if nodes and ssh_private_key is None:
+        problems.append(
+            f"registry:sshPrivateKey is not set, but registry:nodes lists {len(nodes)} node(s); "
+            "set it with `pulumi config set --secret registry:sshPrivateKey < key`"
+        )
+
+    if problems:
+        raise SettingsError("invalid config:\n  " + "\n  ".join(problems))
+    return Settings(
+        hostname=hostname,
+        namespace=namespace,
+        port=port,
+        service_cidr=str(service_cidr),
+        cluster_ip=cluster_ip,
+        node_port=node_port,
+        image=image,
+        storage_size=storage_size,
+        storage_class=storage_class,
+        users=tuple(users),
+        pull_secret_namespaces=tuple(pull_namespaces),
+        cert_validity_days=validity,
+        nodes=tuple(nodes),
+        ssh_user=ssh_user,
+        ssh_private_key=ssh_private_key,
+    )
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def hostname_problem(value: str) -> Optional[str]:
+    """Why `value` is not a lowercase DNS name (RFC 1123), or None."""
+    if not value:
+        return "is empty"
+    if value.endswith("."):
+        return "ends with a dot"
+    if len(value) > 253:
+        return "is longer than 253 characters"
+    for label in value.split("."):
+        if len(label) > 63:
+            return f"has the label {label!r} longer than 63 characters"
+        if not _DNS_LABEL.match(label):
+            return (
+                f"has the label {label!r}; labels are lower-case letters, digits and '-', "
+                "starting and ending with a letter or digit"
+            )
+    return None
+
+
+class _Parser:
+    """Reads one key at a time; records a problem and returns the default on a bad value."""
+
+    def __init__(self, get: Callable[[str], Optional[str]], problems: list[str]):
+        self._get = get
+        self.problems = problems
+
+    def _bad(self, key: str, value: Any, accepted: str) -> None:
+        self.problems.append(f"registry:{key} {value} {accepted}")
+
+    def _raw(self, key: str) -> Optional[str]:
+        value = self._get(key)
+        return None if value is None or value == "" else value
+
+    def integer(self, key: str, default: int, low: int, high: int) -> int:
+        raw = self._raw(key)
+        if raw is None:
+            return default
+        try:
+            value = int(str(raw).strip())
+        except ValueError:
+            self._bad(key, repr(raw), f"is not a whole number; it must be between {low} and {high}")
+            return default
+        if not low <= value <= high:
+            self._bad(key, value, f"must be between {low} and {high}")
+            return default
+        return value
+
+    def hostname(self, key: str, default: str) -> str:
+        value = self._raw(key) or default
+        problem = hostname_problem(value)
+        if problem:
+            self._bad(key, repr(value), f"{problem}; expected a lower-case DNS name such as image-registry")
+            return default
+        return value
+
+    def optional_hostname(self, key: str) -> Optional[str]:
+        value = self._raw(key)
+        if value is None:
+            return None
+        problem = hostname_problem(value)
+        if problem:
+            self._bad(key, repr(value), f"{problem}; expected the name of a StorageClass")
+            return None
+        return value
+
+    def dns_label(self, key: str, default: str) -> str:
+        value = self._raw(key) or default
+        if len(value) > 63 or not _DNS_LABEL.match(value):
+            self._bad(key, repr(value), "is not a namespace name: lower-case letters, digits and '-', at most 63")
+            return default
+        return value
+
+    def network(self, key: str, default: str) -> Any:
+        raw = self._raw(key) or default
+        try:
+            return ipaddress.ip_network(raw, strict=True)
+        except ValueError:
+            self._bad(key, repr(raw), "is not a network in CIDR form with no host bits set, such as 10.96.0.0/12")
+            return ipaddress.ip_network(default)
+
+    def cluster_ip(self, key: str, network: Any) -> Optional[str]:
+        raw = self._raw(key)
+        if raw is None:
+            return None
+        try:
+            address = ipaddress.ip_address(raw)
+        except ValueError:
+            self._bad(key, repr(raw), "is not an IP address")
+            return None
+        if address.version != network.version or address not in network:
+            self._bad(key, raw, f"is outside registry:serviceCidr {network}")
+            return None
+        if address in (network.network_address, network.broadcast_address):
+            self._bad(key, raw, f"is the network or broadcast address of registry:serviceCidr {network}")
+            return None
+        return str(address)
+
+    def image(self, key: str, default: str) -> str:
+        value = self._raw(key) or default
+        if any(c.isspace() for c in value):
+            self._bad(key, repr(value), "must be an image reference without spaces, such as registry:2.8.3")
+            return default
+        return value
+
+    def quantity(self, key: str, default: str) -> str:
+        value = self._raw(key) or default
+        if not _QUANTITY.match(value) or float(re.match(r"[0-9.]+", value).group()) <= 0:
+            self._bad(key, repr(value), "is not a positive Kubernetes quantity such as 10Gi or 500Mi")
+            return default
+        return value
+
+    def _json_list(self, key: str, default: list) -> Optional[list]:
+        raw = self._raw(key)
+        if raw is None:
+            return list(default)
+        try:
+            value = json.loads(raw) if isinstance(raw, str) else raw
+        except ValueError:
+            self._bad(key, repr(raw), "is not a list (give it as YAML/JSON, e.g. with `pulumi config set --path`)")
+            return None
+        if not isinstance(value, list):
+            self._bad(key, json.dumps(value), "must be a list")
+            return None
+        return value
+
+    def user_name(self, key: str, default: str) -> str:
+        value = self._raw(key) or default
+        if any(c.isspace() for c in value) or ":" in value:
+            self._bad(key, repr(value), "must be a user name without ':' or whitespace")
+            return default
+        return value
+
+    def users(self, key: str, default: list[str]) -> list[str]:
+        value = self._json_list(key, default)
+        if value is None:
+            return list(default)
+        if not value:
+            self._bad(key, "[]", "must list at least one user")
+            return list(default)
+        seen: set[str] = set()
+        for i, user in enumerate(value):
+            if not isinstance(user, str) or not user:
+                self._bad(f"{key}[{i}]", json.dumps(user), "must be a non-empty string")
+            elif ":" in user or any(c.isspace() for c in user):
+                self._bad(f"{key}[{i}]", repr(user), "must not contain ':' or whitespace (htpasswd uses ':' as separator)")
+            elif user in seen:
+                self._bad(f"{key}[{i}]", repr(user), "is listed twice; each user must be unique")
+            else:
+                seen.add(user)
+        return [u for u in value if isinstance(u, str)]
+
+    def label_list(self, key: str, default: list[str]) -> list[str]:
+        value = self._json_list(key, default)
+        if value is None:
+            return list(default)
+        seen: set[str] = set()
+        for i, name in enumerate(value):
+            if not isinstance(name, str) or len(name) > 63 or not _DNS_LABEL.match(name):
+                self._bad(f"{key}[{i}]", json.dumps(name), "is not a namespace name: lower-case letters, digits and '-', at most 63")
+            elif name in seen:
+                self._bad(f"{key}[{i}]", repr(name), "is listed twice")
+            else:
+                seen.add(name)
+        return [n for n in value if isinstance(n, str)]
+
+    def nodes(self, key: str, ssh_user: str) -> list[Node]:
+        value = self._json_list(key, [])
+        if not value:
+            return []
+        nodes: list[Node] = []
+        names: set[str] = set()
+        hosts: set[str] = set()
+        for i, entry in enumerate(value):
+            where = f"{key}[{i}]"
+            if not isinstance(entry, dict):
+                self._bad(where, json.dumps(entry), "must be an object {name, host, port?, user?, runtime?}")
+                continue
+            unknown = sorted(set(entry) - _NODE_KEYS)
+            if unknown:
+                self._bad(where, json.dumps(entry), f"has unknown keys {unknown}; accepted: {sorted(_NODE_KEYS)}")
+            name = entry.get("name")
+            host = entry.get("host")
+            ok = True
+            if not isinstance(name, str) or not _NODE_NAME.match(name):
+                self._bad(f"{where}.name", json.dumps(name), "must be a name of letters, digits, '.', '_' or '-'")
+                ok = False
+            elif name in names:
+                self._bad(f"{where}.name", repr(name), "is used by another node; node names must be unique")
+                ok = False
+            if not isinstance(host, str) or not host:
+                self._bad(f"{where}.host", json.dumps(host), "is required: the node's IP address or DNS name for SSH")
+                ok = False
+            elif not _is_ip(host) and hostname_problem(host.lower()):
+                self._bad(f"{where}.host", repr(host), "is neither an IP address nor a DNS name")
+                ok = False
+            elif host in hosts:
+                self._bad(f"{where}.host", repr(host), "is used by another node; node hosts must be unique")
+                ok = False
+            port = entry.get("port", 22)
+            if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+                self._bad(f"{where}.port", json.dumps(port), "must be between 1 and 65535")
+                ok = False
+            user = entry.get("user", ssh_user)
+            if not isinstance(user, str) or not user or ":" in user or any(c.isspace() for c in user):
+                self._bad(f"{where}.user", json.dumps(user), "must be a user name without ':' or whitespace")
+                ok = False
+            runtime = entry.get("runtime", "auto")
+            if runtime not in RUNTIMES:
+                self._bad(f"{where}.runtime", json.dumps(runtime), f"must be one of {', '.join(RUNTIMES)}")
+                ok = False
+            if isinstance(name, str):
+                names.add(name)
+            if isinstance(host, str):
+                hosts.add(host)
+            if ok and not unknown:
+                nodes.append(Node(name=name, host=host, port=port, user=user, runtime=runtime))
+        return nodes

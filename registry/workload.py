@@ -1,0 +1,218 @@
+"""The registry in the cluster: namespace, secrets, storage, Deployment, Service."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from .certificates import SERVICE_NAME
+from .settings import Settings
+
+# The container always listens here; the Service maps `port` onto it. A fixed
+# unprivileged port lets the pod run with every capability dropped.
+CONTAINER_PORT = 5000
+CERTS_DIR = "/certs"
+AUTH_DIR = "/auth"
+DATA_DIR = "/var/lib/registry"
+TLS_SECRET = "registry-tls"
+AUTH_SECRET = "registry-auth"
+DATA_CLAIM = "registry-data"
+CONFIG_DIGEST_ANNOTATION = "registry.pulumi.com/config-digest"
+
+
+def labels(settings: Settings) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "registry", "app.kubernetes.io/instance": settings.hostname}
+
+
+def registry_env(settings: Settings) -> list[dict]:
+    """The distribution registry's own settings (REGISTRY_* override config.yml)."""
+    return [
+        {"name": "REGISTRY_HTTP_ADDR", "value": f":{CONTAINER_PORT}"},
+        {"name": "REGISTRY_HTTP_TLS_CERTIFICATE", "value": f"{CERTS_DIR}/tls.crt"},
+        {"name": "REGISTRY_HTTP_TLS_KEY", "value": f"{CERTS_DIR}/tls.key"},
+        {"name": "REGISTRY_AUTH", "value": "htpasswd"},
+        {"name": "REGISTRY_AUTH_HTPASSWD_REALM", "value": f"{settings.hostname} registry"},
+        {"name": "REGISTRY_AUTH_HTPASSWD_PATH", "value": f"{AUTH_DIR}/htpasswd"},
+        {"name": "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", "value": DATA_DIR},
+        {"name": "REGISTRY_STORAGE_DELETE_ENABLED", "value": "true"},
+        {
+            # Signs upload state; a random one per pod would break resumed uploads.
+            "name": "REGISTRY_HTTP_SECRET",
+            "valueFrom": {"secretKeyRef": {"name": AUTH_SECRET, "key": "http-secret"}},
+        },
+    ]
+
+
+def pod_spec(settings: Settings) -> dict:
+    probe = {"httpGet": {"path": "/", "port": "registry", "scheme": "HTTPS"}}
+    return {
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 1000,
+            "runAsGroup": 1000,
+            "fsGroup": 1000,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [
+            {
+                "name": "registry",
+                "image": settings.image,
+                "ports": [{"name": "registry", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
+                "env": registry_env(settings),
+                "volumeMounts": [
+                    {"name": "tls", "mountPath": CERTS_DIR, "readOnly": True},
+                    {"name": "auth", "mountPath": AUTH_DIR, "readOnly": True},
+                    {"name": "data", "mountPath": DATA_DIR},
+                    {"name": "tmp", "mountPath": "/tmp"},
+                ],
+                "readinessProbe": {**probe, "periodSeconds": 5, "failureThreshold": 3},
+                "livenessProbe": {**probe, "initialDelaySeconds": 10, "periodSeconds": 20, "failureThreshold": 3},
+                "resources": {
+                    "requests": {"cpu": "100m", "memory": "128Mi"},
+                    "limits": {"memory": "512Mi"},
+                },
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "readOnlyRootFilesystem": True,
+                    "privileged": False,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+            }
+        ],
+        "volumes": [
+            {"name": "tls", "secret": {"secretName": TLS_SECRET, "defaultMode": 0o440}},
+            {
+                "name": "auth",
+                "secret": {
+                    "secretName": AUTH_SECRET,
+                    "items": [{"key": "htpasswd", "path": "htpasswd"}],
+                    "defaultMode": 0o440,
+                },
+            },
+            {"name": "data", "persistentVolumeClaim": {"claimName": DATA_CLAIM}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+        ],
+    }
+
+
+def config_digest(htpasswd: str, cert_pem: str) -> str:
+    """Changes whenever the pod's mounted credentials or certificate change.
+
+    Secret volumes update in place, but the registry reads htpasswd and the
+    certificate only at start, so the pods must roll.
+    """
+    return hashlib.sha256((htpasswd + "\0" + cert_pem).encode()).hexdigest()
+
+
+@dataclass
+class WorkloadArgs:
+    settings: Settings
+    ca_cert_pem: pulumi.Input[str]
+    server_cert_pem: pulumi.Input[str]
+    server_key_pem: pulumi.Input[str]
+    htpasswd: pulumi.Input[str]
+    http_secret: pulumi.Input[str]
+
+
+class Workload(pulumi.ComponentResource):
+    namespace: k8s.core.v1.Namespace
+    service: k8s.core.v1.Service
+    cluster_ip: pulumi.Output[str]
+
+    def __init__(self, name: str, args: WorkloadArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("registry:index:Workload", name, None, opts)
+        settings = args.settings
+        ns = settings.namespace
+        app_labels = labels(settings)
+
+        self.namespace = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata={"name": ns, "labels": app_labels},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        # Fixed names are referenced by the pod spec; replacing one must free
+        # the name before the new object takes it.
+        in_ns = pulumi.ResourceOptions(parent=self, depends_on=[self.namespace], delete_before_replace=True)
+
+        tls_secret = k8s.core.v1.Secret(
+            f"{name}-tls",
+            metadata={"name": TLS_SECRET, "namespace": ns, "labels": app_labels},
+            type="kubernetes.io/tls",
+            string_data={"tls.crt": args.server_cert_pem, "tls.key": args.server_key_pem, "ca.crt": args.ca_cert_pem},
+            opts=in_ns,
+        )
+        auth_secret = k8s.core.v1.Secret(
+            f"{name}-auth",
+            metadata={"name": AUTH_SECRET, "namespace": ns, "labels": app_labels},
+            type="Opaque",
+            string_data={"htpasswd": args.htpasswd, "http-secret": args.http_secret},
+            opts=in_ns,
+        )
+        claim_spec: dict = {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": settings.storage_size}},
+        }
+        if settings.storage_class:
+            claim_spec["storageClassName"] = settings.storage_class
+        claim = k8s.core.v1.PersistentVolumeClaim(
+            f"{name}-data",
+            metadata={
+                "name": DATA_CLAIM,
+                "namespace": ns,
+                "labels": app_labels,
+                # A claim bound by WaitForFirstConsumer stays Pending until the
+                # Deployment exists; do not wait for it here.
+                "annotations": {"pulumi.com/skipAwait": "true"},
+            },
+            spec=claim_spec,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.namespace]),
+        )
+
+        # A digest reveals nothing of what it hashes (bcrypt hashes of ~190-bit
+        # passwords and a public certificate), so it stays readable in diffs.
+        digest = pulumi.Output.unsecret(
+            pulumi.Output.all(args.htpasswd, args.server_cert_pem).apply(lambda v: config_digest(v[0], v[1]))
+        )
+        k8s.apps.v1.Deployment(
+            f"{name}-deployment",
+            metadata={"name": "registry", "namespace": ns, "labels": app_labels},
+            spec={
+                "replicas": 1,
+                # One ReadWriteOnce volume: the old pod must let go before the new one starts.
+                "strategy": {"type": "Recreate"},
+                "selector": {"matchLabels": app_labels},
+                "template": {
+                    "metadata": {"labels": app_labels, "annotations": {CONFIG_DIGEST_ANNOTATION: digest}},
+                    "spec": pod_spec(settings),
+                },
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[tls_secret, auth_secret, claim]),
+        )
+
+        service_spec: dict = {
+            "type": "NodePort",
+            "selector": app_labels,
+            "ports": [
+                {
+                    "name": "registry",
+                    "protocol": "TCP",
+                    "port": settings.port,
+                    "targetPort": "registry",
+                    "nodePort": settings.node_port,
+                }
+            ],
+        }
+        if settings.cluster_ip:
+            service_spec["clusterIP"] = settings.cluster_ip
+        self.service = k8s.core.v1.Service(
+            f"{name}-service",
+            metadata={"name": SERVICE_NAME, "namespace": ns, "labels": app_labels},
+            spec=service_spec,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.namespace], delete_before_replace=True),
+        )
+        self.cluster_ip = self.service.spec.cluster_ip
+        self.register_outputs({"clusterIp": self.cluster_ip})

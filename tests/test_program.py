@@ -1,0 +1,356 @@
+"""The program under Pulumi's mocks, with real certificates and real bcrypt: the whole contract."""
+
+import base64
+import copy
+import datetime
+import ipaddress
+import json
+
+import bcrypt
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.verification import PolicyBuilder, Store
+
+from registry.credentials import BCRYPT_COST
+from registry.pull_secrets import PULL_SECRET_NAME
+from registry.workload import CONFIG_DIGEST_ANNOTATION
+from tests.conftest import BASE_CONFIG
+from tests.stack import ProviderState, run_stack
+
+OUTPUT_NAMES = {
+    "endpoint", "externalEndpoints", "clusterIp", "username", "password", "credentials",
+    "caCertificate", "pullSecretName", "loginCommand",
+}
+SECRET = "kubernetes:core/v1:Secret"
+COMMAND = "command:remote:Command"
+
+
+def passwords(run):
+    return {r.name.removeprefix("registry-").removesuffix("-password"): r.outputs["result"]
+            for r in run.of_type("random:index/randomPassword:RandomPassword") if r.name.endswith("-password")}
+
+
+def deployment(run):
+    return run.one("kubernetes:apps/v1:Deployment").inputs
+
+
+def container(run):
+    return deployment(run)["spec"]["template"]["spec"]["containers"][0]
+
+
+def env_of(run):
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container(run)["env"]}
+
+
+def certs(run):
+    ca = x509.load_pem_x509_certificate(run.outputs["caCertificate"].encode())
+    tls = run.one(SECRET, "registry-tls").inputs["stringData"]
+    leaf = x509.load_pem_x509_certificate(tls["tls.crt"].encode())
+    return ca, leaf, tls
+
+
+# ---- outputs -------------------------------------------------------------------
+
+def test_outputs_are_exactly_the_contract(three_node_run):
+    run = three_node_run
+    assert set(run.outputs) == OUTPUT_NAMES
+    assert run.outputs["endpoint"] == "image-registry:5000"
+    assert run.outputs["externalEndpoints"] == [
+        "192.168.56.10:30500", "192.168.56.11:30500", "worker-2.example.internal:30500"]
+    assert run.outputs["clusterIp"] == "10.96.0.50"
+    assert run.outputs["username"] == "admin"
+    assert run.outputs["pullSecretName"] == PULL_SECRET_NAME
+    assert run.outputs["credentials"] == passwords(run)
+    assert run.outputs["password"] == passwords(run)["admin"]
+
+
+def test_password_and_credentials_are_secret_and_nothing_else_is(three_node_run):
+    assert three_node_run.secret_outputs == {"password", "credentials"}
+
+
+def test_login_command_reads_the_password_from_stdin(three_node_run):
+    login = three_node_run.outputs["loginCommand"]
+    assert "--password-stdin" in login and "--username admin" in login
+    assert "192.168.56.10:30500" in login
+    assert all(p not in login for p in passwords(three_node_run).values())
+
+
+def test_allocated_cluster_ip_reaches_outputs_and_node_commands():
+    config = {k: v for k, v in BASE_CONFIG.items() if k != "clusterIp"}
+    run = run_stack(config, allocated_ip="10.96.7.7")
+    assert run.error is None
+    assert "clusterIP" not in run.one("kubernetes:core/v1:Service").inputs["spec"]
+    assert run.outputs["clusterIp"] == "10.96.7.7"
+    for command in run.of_type(COMMAND):
+        assert "REG_IP=10.96.7.7" in command.inputs["create"]
+
+
+# ---- certificates ----------------------------------------------------------------
+
+def test_ca_is_a_ten_year_signing_only_ca(three_node_run):
+    ca, _, _ = certs(three_node_run)
+    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    usage = ca.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert usage.key_cert_sign and usage.crl_sign
+    days = (ca.not_valid_after_utc - ca.not_valid_before_utc).days
+    assert 3640 <= days <= 3660
+    ca_input = three_node_run.one("tls:index/selfSignedCert:SelfSignedCert").inputs
+    assert 0 < ca_input["earlyRenewalHours"] < ca_input["validityPeriodHours"]
+
+
+def test_leaf_is_p256_server_auth_for_cert_validity_days_and_renews_early(three_node_run):
+    _, leaf, _ = certs(three_node_run)
+    key = leaf.public_key()
+    assert isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp256r1"
+    assert ExtendedKeyUsageOID.SERVER_AUTH in leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert not leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    assert (leaf.not_valid_after_utc - leaf.not_valid_before_utc) == datetime.timedelta(days=365)
+    signed = three_node_run.one("tls:index/locallySignedCert:LocallySignedCert").inputs
+    assert 0 < signed["earlyRenewalHours"] < signed["validityPeriodHours"] == 365 * 24
+
+
+def test_leaf_sans_cover_every_name_and_ip_a_client_dials(three_node_run):
+    _, leaf, _ = certs(three_node_run)
+    sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert set(sans.get_values_for_type(x509.DNSName)) == {
+        "image-registry", "registry.registry.svc", "registry.registry.svc.cluster.local",
+        "localhost", "worker-2.example.internal"}
+    assert {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)} == {
+        "10.96.0.50", "192.168.56.10", "192.168.56.11", "127.0.0.1"}
+
+
+def test_leaf_verifies_against_the_ca_for_every_san(three_node_run):
+    ca, leaf, tls = certs(three_node_run)
+    assert tls["ca.crt"] == three_node_run.outputs["caCertificate"]
+    sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    store = Store([ca])
+    for name in sans.get_values_for_type(x509.DNSName):
+        PolicyBuilder().store(store).build_server_verifier(x509.DNSName(name)).verify(leaf, [])
+    for ip in sans.get_values_for_type(x509.IPAddress):
+        PolicyBuilder().store(store).build_server_verifier(x509.IPAddress(ip)).verify(leaf, [])
+    with pytest.raises(Exception):
+        PolicyBuilder().store(store).build_server_verifier(x509.DNSName("other-registry")).verify(leaf, [])
+
+
+def test_rotating_the_leaf_touches_no_node():
+    state = ProviderState()
+    first = run_stack(BASE_CONFIG, state)
+    second = run_stack({**BASE_CONFIG, "certValidityDays": "90"}, state)
+    assert certs(first)[1].serial_number != certs(second)[1].serial_number
+    by_name = lambda run: {c.name: c.inputs for c in run.of_type(COMMAND)}
+    assert by_name(first) == by_name(second)
+
+
+# ---- credentials ------------------------------------------------------------------
+
+def test_passwords_are_long_and_shell_and_url_safe(three_node_run):
+    for resource in three_node_run.of_type("random:index/randomPassword:RandomPassword"):
+        assert resource.inputs["length"] >= 32 and resource.inputs["special"] is False
+    for password in passwords(three_node_run).values():
+        assert len(password) >= 32 and password.isalnum()
+
+
+def test_htpasswd_verifies_every_user_with_bcrypt(three_node_run):
+    htpasswd = three_node_run.one(SECRET, "registry-auth").inputs["stringData"]["htpasswd"]
+    lines = dict(line.split(":", 1) for line in htpasswd.splitlines())
+    assert list(lines) == ["admin", "ci"]
+    for user, password in passwords(three_node_run).items():
+        assert bcrypt.checkpw(password.encode(), lines[user].encode())
+        assert lines[user].startswith(f"$2b${BCRYPT_COST:02d}$")
+        assert not bcrypt.checkpw(b"wrong" + password.encode(), lines[user].encode())
+
+
+def test_htpasswd_changes_only_for_the_rotated_password():
+    state = ProviderState()
+    first = run_stack(BASE_CONFIG, state)
+    again = run_stack(BASE_CONFIG, state)
+    ht = lambda run: run.one(SECRET, "registry-auth").inputs["stringData"]["htpasswd"].splitlines()
+    assert ht(first) == ht(again)
+    # Forget ci's password, as `pulumi up --replace` on it would.
+    del state.by_urn[next(u for u in state.by_urn if u.endswith("registry-ci-password"))]
+    rotated = run_stack(BASE_CONFIG, state)
+    assert ht(rotated)[0] == ht(first)[0] and ht(rotated)[1] != ht(first)[1]
+    digest = lambda run: deployment(run)["spec"]["template"]["metadata"]["annotations"][CONFIG_DIGEST_ANNOTATION]
+    assert digest(rotated) != digest(first), "pods must roll when htpasswd changes"
+
+
+def test_http_secret_is_random_and_comes_from_a_secret(three_node_run):
+    secret = three_node_run.one(SECRET, "registry-auth").inputs["stringData"]["http-secret"]
+    assert len(secret) >= 32
+    assert env_of(three_node_run)["REGISTRY_HTTP_SECRET"] == {"secretKeyRef": {"name": "registry-auth", "key": "http-secret"}}
+
+
+# ---- workload ----------------------------------------------------------------------
+
+def test_namespace_secrets_and_claim(three_node_run):
+    run = three_node_run
+    assert run.one("kubernetes:core/v1:Namespace").inputs["metadata"]["name"] == "registry"
+    tls = run.one(SECRET, "registry-tls").inputs
+    assert tls["type"] == "kubernetes.io/tls" and set(tls["stringData"]) == {"tls.crt", "tls.key", "ca.crt"}
+    claim = run.one("kubernetes:core/v1:PersistentVolumeClaim").inputs["spec"]
+    assert claim["resources"]["requests"]["storage"] == "10Gi" and claim["accessModes"] == ["ReadWriteOnce"]
+    assert "storageClassName" not in claim
+    with_class = run_stack({**BASE_CONFIG, "storageClass": "fast-ssd", "storageSize": "50Gi"})
+    claim = with_class.one("kubernetes:core/v1:PersistentVolumeClaim").inputs["spec"]
+    assert claim["storageClassName"] == "fast-ssd" and claim["resources"]["requests"]["storage"] == "50Gi"
+
+
+def test_deployment_serves_tls_with_htpasswd_and_allows_delete(three_node_run):
+    env = env_of(three_node_run)
+    assert env["REGISTRY_AUTH"] == "htpasswd"
+    assert env["REGISTRY_AUTH_HTPASSWD_PATH"] == "/auth/htpasswd"
+    assert env["REGISTRY_HTTP_TLS_CERTIFICATE"] == "/certs/tls.crt"
+    assert env["REGISTRY_HTTP_TLS_KEY"] == "/certs/tls.key"
+    assert env["REGISTRY_STORAGE_DELETE_ENABLED"] == "true"
+    c = container(three_node_run)
+    assert c["image"] == "registry:2.8.3"
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert c[probe]["httpGet"] == {"path": "/", "port": "registry", "scheme": "HTTPS"}
+    assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
+
+
+def test_deployment_is_restricted_and_recreated(three_node_run):
+    spec = deployment(three_node_run)["spec"]
+    pod = spec["template"]["spec"]
+    assert spec["strategy"] == {"type": "Recreate"} and spec["replicas"] == 1
+    assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"] == 1000
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    sc = pod["containers"][0]["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_pods_roll_when_the_certificate_changes():
+    state = ProviderState()
+    first = run_stack(BASE_CONFIG, state)
+    second = run_stack({**BASE_CONFIG, "certValidityDays": "30"}, state)
+    digest = lambda run: deployment(run)["spec"]["template"]["metadata"]["annotations"][CONFIG_DIGEST_ANNOTATION]
+    assert digest(first) != digest(second)
+
+
+def test_service_is_a_nodeport_with_fixed_cluster_ip_and_ports(three_node_run):
+    spec = three_node_run.one("kubernetes:core/v1:Service").inputs["spec"]
+    assert spec["type"] == "NodePort" and spec["clusterIP"] == "10.96.0.50"
+    assert spec["ports"] == [{"name": "registry", "protocol": "TCP", "port": 5000, "targetPort": "registry", "nodePort": 30500}]
+
+
+# ---- pull secrets -------------------------------------------------------------------
+
+def test_pull_secret_in_every_namespace_with_every_endpoint(three_node_run):
+    run = three_node_run
+    pulls = [r for r in run.of_type(SECRET) if r.inputs["type"] == "kubernetes.io/dockerconfigjson"]
+    assert sorted(r.inputs["metadata"]["namespace"] for r in pulls) == ["apps", "default"]
+    password = run.outputs["password"]
+    for secret in pulls:
+        assert secret.inputs["metadata"]["name"] == run.outputs["pullSecretName"]
+        assert secret.secret_paths == ["stringData"]
+        auths = json.loads(secret.inputs["stringData"][".dockerconfigjson"])["auths"]
+        assert set(auths) == {run.outputs["endpoint"], *run.outputs["externalEndpoints"]}
+        for entry in auths.values():
+            assert entry["username"] == "admin" and entry["password"] == password
+            assert base64.b64decode(entry["auth"]).decode() == f"admin:{password}"
+
+
+# ---- node trust -----------------------------------------------------------------------
+
+def test_one_command_per_node_with_its_connection(three_node_run):
+    commands = {c.name: c for c in three_node_run.of_type(COMMAND)}
+    assert set(commands) == {"registry-node-cp", "registry-node-worker-1", "registry-node-worker-2"}
+    conn = {name: c.inputs["connection"] for name, c in commands.items()}
+    assert (conn["registry-node-cp"]["host"], conn["registry-node-cp"]["port"], conn["registry-node-cp"]["user"]) == ("192.168.56.10", 22, "root")
+    assert conn["registry-node-worker-1"]["port"] == 2222
+    assert conn["registry-node-worker-2"]["user"] == "ubuntu"
+    for c in commands.values():
+        assert c.inputs["connection"]["privateKey"] == BASE_CONFIG["sshPrivateKey"]
+        assert "connection" in c.secret_paths
+        assert c.inputs["addPreviousOutputInEnv"] is False
+        assert c.delete_before_replace
+        assert c.inputs["triggers"] == [c.inputs["delete"]]
+
+
+def test_commands_install_ca_and_hosts_entry_as_root(three_node_run):
+    ca = three_node_run.outputs["caCertificate"].strip()
+    for c in three_node_run.of_type(COMMAND):
+        create = c.inputs["create"]
+        assert "REG_NAME=image-registry" in create and "REG_PORT=5000" in create and "REG_IP=10.96.0.50" in create
+        assert ca.splitlines()[1] in create
+        assert "step_hosts" in create and "undo_all" in c.inputs["delete"]
+        assert c.inputs["delete"].startswith("/bin/sh -c ") or c.inputs["delete"].startswith("sudo -n true")
+    ubuntu = three_node_run.one(COMMAND, "registry-node-worker-2").inputs
+    assert ubuntu["create"].startswith("sudo -n true") and "sudo -n /bin/sh -c" in ubuntu["create"]
+
+
+def test_commands_wait_for_the_service(three_node_run):
+    service = three_node_run.one("kubernetes:core/v1:Service").urn
+    for c in three_node_run.of_type(COMMAND):
+        assert service in c.dependencies
+
+
+def test_no_password_in_any_command_or_plain_input_or_output(three_node_run):
+    run = three_node_run
+    secrets = list(passwords(run).values())
+    secrets.append(run.one("random:index/randomPassword:RandomPassword", "registry-http-secret").outputs["result"])
+    secrets.append(BASE_CONFIG["sshPrivateKey"])
+
+    def plain_text(resource):
+        inputs = copy.deepcopy(resource.inputs)
+        for path in resource.secret_paths:
+            inputs.pop(path.split(".")[0].split("[")[0], None)
+        return json.dumps(inputs)
+
+    for resource in run.resources:
+        text = plain_text(resource)
+        for secret in secrets:
+            assert secret not in text, f"{resource.urn} carries a secret outside its secret inputs"
+    for c in run.of_type(COMMAND):
+        for secret in secrets:
+            assert secret not in c.inputs["create"] and secret not in c.inputs["delete"]
+    for name, value in run.outputs.items():
+        if name not in run.secret_outputs:
+            assert all(secret not in json.dumps(value) for secret in secrets), name
+
+
+def test_components_register_no_inputs(three_node_run):
+    components = [r for r in three_node_run.resources if not r.custom]
+    assert {r.type for r in components} == {
+        "registry:index:Certificates", "registry:index:Credentials", "registry:index:Workload",
+        "registry:index:PullSecrets", "registry:index:NodeTrust"}
+    for component in components:
+        assert component.inputs == {}, component.urn
+    for resource in three_node_run.resources:
+        if resource.custom:
+            assert resource.parent, f"{resource.urn} must be a child of a component"
+
+
+# ---- stability ---------------------------------------------------------------------------
+
+def test_second_run_gives_every_resource_identical_inputs():
+    state = ProviderState()
+    first = run_stack(BASE_CONFIG, state)
+    second = run_stack(BASE_CONFIG, state)
+    assert sorted(r.urn for r in first.resources) == sorted(r.urn for r in second.resources)
+    before = {r.urn: r.inputs for r in first.resources}
+    for resource in second.resources:
+        assert resource.inputs == before[resource.urn], f"{resource.urn} would change on a second `pulumi up`"
+    assert first.outputs == second.outputs
+
+
+def test_adding_a_node_adds_one_command_and_changes_no_other():
+    state = ProviderState()
+    two = {**BASE_CONFIG, "nodes": BASE_CONFIG["nodes"][:2]}
+    before = run_stack(two, state)
+    after = run_stack(BASE_CONFIG, state)
+    old = {c.name: c.inputs for c in before.of_type(COMMAND)}
+    new = {c.name: c.inputs for c in after.of_type(COMMAND)}
+    assert set(new) - set(old) == {"registry-node-worker-2"} and set(old) <= set(new)
+    for name, inputs in old.items():
+        assert new[name] == inputs, f"{name} would be re-run by adding another node"
+
+
+def test_no_nodes_means_no_commands_and_no_ssh_key_needed():
+    run = run_stack({"clusterIp": "10.96.0.50"})
+    assert run.error is None and run.of_type(COMMAND) == []
+    assert run.outputs["externalEndpoints"] == []
+    assert "docker login image-registry:5000" in run.outputs["loginCommand"]

@@ -1,0 +1,129 @@
+"""Config is read once, with the documented defaults, and bad values are refused by name."""
+
+import json
+
+import pytest
+import yaml
+
+from registry.settings import DEFAULT_IMAGE, SettingsError, parse_settings
+from tests.conftest import BASE_CONFIG
+from tests.stack import ROOT, run_stack
+
+# parse_settings only asks whether the secret is set; a real Output made
+# outside a program run would tie itself to another event loop.
+KEY = "stands-for-a-secret-output"
+
+
+def settings_from(values: dict, key=KEY):
+    raw = {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
+    return parse_settings(raw.get, key)
+
+
+def refusal(values: dict, key=KEY) -> str:
+    with pytest.raises(SettingsError) as caught:
+        settings_from(values, key)
+    return str(caught.value)
+
+
+def test_defaults_match_the_config_contract():
+    s = settings_from({}, key=None)
+    assert (s.hostname, s.namespace, s.port, s.service_cidr) == ("image-registry", "registry", 5000, "10.96.0.0/12")
+    assert s.cluster_ip is None and s.node_port == 30500 and s.image == DEFAULT_IMAGE
+    assert (s.storage_size, s.storage_class) == ("10Gi", None)
+    assert s.users == ("admin",) and s.pull_secret_namespaces == ("default",)
+    assert s.cert_validity_days == 365 and s.nodes == () and s.ssh_user == "root"
+    assert s.endpoint == "image-registry:5000"
+
+
+def test_pulumi_yaml_declares_the_same_defaults_the_code_applies():
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    assert project["name"] == "registry"
+    assert project["runtime"] == {"name": "python", "options": {"toolchain": "pip", "virtualenv": "venv"}}
+    declared = project["config"]
+    code = settings_from({}, key=None)
+    expected = {
+        "hostname": code.hostname, "namespace": code.namespace, "port": code.port,
+        "serviceCidr": code.service_cidr, "nodePort": code.node_port, "image": code.image,
+        "storageSize": code.storage_size, "users": list(code.users),
+        "pullSecretNamespaces": list(code.pull_secret_namespaces),
+        "certValidityDays": code.cert_validity_days, "sshUser": code.ssh_user,
+    }
+    assert {k: v["default"] for k, v in declared.items()} == expected
+    for key, spec in declared.items():
+        assert spec["type"] in {"string", "integer", "boolean", "array"}, key
+        assert spec.get("description"), key
+        assert not spec.get("secret"), f"{key}: no secret key may carry a default"
+
+
+def test_example_stack_is_a_valid_three_node_config():
+    stack = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
+    values = {k.split(":", 1)[1]: v for k, v in stack.items()}
+    s = settings_from(values)
+    assert len(s.nodes) == 3 and s.cluster_ip == "10.96.0.50"
+    assert "sshPrivateKey" not in values, "the example must hold no secret"
+
+
+def test_node_defaults_come_from_ssh_user():
+    s = settings_from({"sshUser": "ops", "nodes": [{"name": "a", "host": "10.0.0.1"}, {"name": "b", "host": "10.0.0.2", "user": "root", "port": 2200, "runtime": "k3s"}]})
+    assert [(n.user, n.port, n.runtime) for n in s.nodes] == [("ops", 22, "auto"), ("root", 2200, "k3s")]
+
+
+@pytest.mark.parametrize(
+    "values, key, value, accepted",
+    [
+        ({"hostname": "Image-Registry"}, "hostname", "'Image-Registry'", "lower-case"),
+        ({"hostname": "image_registry"}, "hostname", "'image_registry'", "lower-case"),
+        ({"hostname": "image-registry."}, "hostname", "'image-registry.'", "ends with a dot"),
+        ({"hostname": "a" * 64}, "hostname", "a" * 64, "longer than 63"),
+        ({"port": "0"}, "port", "0", "between 1 and 65535"),
+        ({"port": "65536"}, "port", "65536", "between 1 and 65535"),
+        ({"port": "http"}, "port", "'http'", "whole number"),
+        ({"nodePort": "80"}, "nodePort", "80", "between 30000 and 32767"),
+        ({"nodePort": "32768"}, "nodePort", "32768", "between 30000 and 32767"),
+        ({"clusterIp": "not-an-ip"}, "clusterIp", "'not-an-ip'", "is not an IP address"),
+        ({"clusterIp": "172.16.0.5"}, "clusterIp", "172.16.0.5", "is outside registry:serviceCidr 10.96.0.0/12"),
+        ({"serviceCidr": "10.96.0.1/12"}, "serviceCidr", "'10.96.0.1/12'", "CIDR"),
+        ({"users": ["ad:min"]}, "users[0]", "'ad:min'", "':' or whitespace"),
+        ({"users": ["ad min"]}, "users[0]", "'ad min'", "':' or whitespace"),
+        ({"users": ["admin", "admin"]}, "users[1]", "'admin'", "listed twice"),
+        ({"users": []}, "users", "[]", "at least one user"),
+        ({"certValidityDays": "0"}, "certValidityDays", "0", "between 1 and 825"),
+        ({"certValidityDays": "826"}, "certValidityDays", "826", "between 1 and 825"),
+        ({"storageSize": "lots"}, "storageSize", "'lots'", "Kubernetes quantity"),
+        ({"namespace": "My_NS"}, "namespace", "'My_NS'", "namespace name"),
+        ({"pullSecretNamespaces": ["default", "default"]}, "pullSecretNamespaces[1]", "'default'", "listed twice"),
+        ({"nodes": [{"name": "a", "host": "10.0.0.1"}, {"name": "a", "host": "10.0.0.2"}]}, "nodes[1].name", "'a'", "unique"),
+        ({"nodes": [{"name": "a", "host": "10.0.0.1"}, {"name": "b", "host": "10.0.0.1"}]}, "nodes[1].host", "'10.0.0.1'", "unique"),
+        ({"nodes": [{"name": "a"}]}, "nodes[0].host", "null", "is required"),
+        ({"nodes": [{"name": "a", "host": "10.0.0.1", "runtime": "rkt"}]}, "nodes[0].runtime", '"rkt"', "docker"),
+        ({"nodes": [{"name": "a", "host": "10.0.0.1", "port": 0}]}, "nodes[0].port", "0", "between 1 and 65535"),
+        ({"nodes": [{"name": "a", "host": "10.0.0.1", "hots": "x"}]}, "nodes[0]", "hots", "unknown keys"),
+        ({"nodes": "not json"}, "nodes", "'not json'", "is not a list"),
+    ],
+)
+def test_bad_value_is_refused_with_key_value_and_what_is_accepted(values, key, value, accepted):
+    message = refusal(values)
+    line = next((l for l in message.splitlines() if f"registry:{key} " in l), None)
+    assert line is not None, message
+    assert value in line and accepted in line, line
+
+
+def test_nodes_without_ssh_key_are_refused():
+    message = refusal({"nodes": [{"name": "a", "host": "10.0.0.1"}]}, key=None)
+    assert "registry:sshPrivateKey is not set" in message and "registry:nodes" in message
+
+
+def test_every_problem_is_reported_at_once():
+    message = refusal({"port": "0", "nodePort": "1", "users": ["a:b"]})
+    assert all(k in message for k in ("registry:port ", "registry:nodePort ", "registry:users[0] "))
+
+
+def test_refused_config_registers_no_resource():
+    run = run_stack({**BASE_CONFIG, "clusterIp": "172.16.0.5"})
+    assert isinstance(run.error, SettingsError)
+    assert "registry:clusterIp 172.16.0.5 is outside registry:serviceCidr 10.96.0.0/12" in str(run.error)
+    assert run.resources == []
+
+
+def test_settings_repr_never_shows_the_ssh_key():
+    assert "key" not in repr(settings_from({"nodes": [{"name": "a", "host": "10.0.0.1"}]})).lower().replace("keys", "")
