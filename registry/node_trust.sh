@@ -76,13 +76,13 @@ backup_path() { printf '%s/backup/%s' "$STATE" "$(printf '%s' "$1" | tr / %)"; }
 # A writable directory is proven by writing to it, not by `test -w`: root
 # passes `test -w` on a read-only mount in some shells.
 probe_writable() {
-  dir=$1
-  while [ ! -d "$dir" ]; do dir=${dir%/*}; [ -n "$dir" ] || dir=/; done
-  probe="$dir/.registry-node-trust-probe.$$"
-  if ! (: >"$probe") 2>/dev/null; then
-    die "cannot write to $dir (read-only?); nothing was changed"
+  pw_dir=$1
+  while [ ! -d "$pw_dir" ]; do pw_dir=${pw_dir%/*}; [ -n "$pw_dir" ] || pw_dir=/; done
+  pw_probe="$pw_dir/.registry-node-trust-probe.$$"
+  if ! (: >"$pw_probe") 2>/dev/null; then
+    die "cannot write to $pw_dir (read-only?); nothing was changed"
   fi
-  rm -f "$probe"
+  rm -f "$pw_probe"
 }
 
 ensure_dir() {
@@ -231,48 +231,59 @@ BEGIN { count = 0; inblock = 0; placed = 0; noeol = 0; lastblockend = 0 }
   emit(line)
 }
 END {
-  if (inblock) {
-    print "BEGIN marker without END" > "/dev/stderr"
-    exit 3
-  }
+  if (inblock) exit 3
   if (mode == "create" && !placed) {
     noeol = file_noeol
     if (noeol && eol == "\r" && out[count] !~ /\r$/) { out[count] = out[count] "\r"; noeol = 2 }
     our_block()
     lastblockend = count
   }
-  # A file that had no final newline gets it back that way when our block,
-  # which needed one, was the last thing in it.
-  trim = (mode == "delete" && noeol && lastblockend == count && count > 0)
-  if (trim && noeol == 2) sub(/\r$/, "", out[count])
+  # A missing final newline stays missing unless our block ends the file;
+  # when delete takes away a block that ended it, the newline create had to
+  # add goes too.
+  final_newline = 1
+  if (mode == "delete" && noeol && lastblockend == count && count > 0) {
+    final_newline = 0
+    if (noeol == 2) sub(/\r$/, "", out[count])
+  } else if (file_noeol && lastblockend != count) {
+    final_newline = 0
+  }
   for (i = 1; i <= count; i++) {
-    if (i == count && trim) printf "%s", out[i]
+    if (i == count && !final_newline) printf "%s", out[i]
     else printf "%s\n", out[i]
   }
 }'
 
+# POSIX sh has no local variables: each function below names its own.
 hosts_filter() {
-  mode=$1 file=$2
-  eol=""
-  if head -n 1 "$file" | grep -q "$(printf '\r')\$"; then eol=$(printf '\r'); fi
-  file_noeol=0
-  if [ -s "$file" ] && [ -n "$(tail -c 1 "$file")" ]; then file_noeol=1; fi
-  timeout "$STEP_TIMEOUT" awk -v mode="$mode" -v name="$REG_NAME" -v ip="${REG_IP:-}" -v eol="$eol" \
-    -v file_noeol="$file_noeol" -v begin_mark="$BEGIN_MARK" -v end_mark="$END_MARK" \
+  hf_mode=$1 hf_file=$2
+  hf_eol=""
+  if head -n 1 "$hf_file" | grep -q "$(printf '\r')\$"; then hf_eol=$(printf '\r'); fi
+  hf_noeol=0
+  if [ -s "$hf_file" ] && [ -n "$(tail -c 1 "$hf_file")" ]; then hf_noeol=1; fi
+  timeout "$STEP_TIMEOUT" awk -v mode="$hf_mode" -v name="$REG_NAME" -v ip="${REG_IP:-}" -v eol="$hf_eol" \
+    -v file_noeol="$hf_noeol" -v begin_mark="$BEGIN_MARK" -v end_mark="$END_MARK" \
     -v disabled_prefix="$DISABLED_PREFIX" -v kept_suffix="$KEPT_SUFFIX" \
-    "$HOSTS_AWK" "$file"
+    "$HOSTS_AWK" "$hf_file"
+}
+
+# A block cut short (BEGIN without END) is refused, not guessed at: the
+# lines after it may be the user's.
+check_hosts() {
+  ch_file=$(hosts_file)
+  [ -f "$ch_file" ] || return 0
+  if ! hosts_filter delete "$ch_file" >/dev/null; then
+    die "$ch_file has a '$BEGIN_MARK' line without its '$END_MARK' line; remove the broken block by hand, then run again"
+  fi
 }
 
 edit_hosts() {
-  mode=$1
-  file=$(hosts_file)
-  [ -f "$file" ] || { [ "$mode" = delete ] && return 0; : >"$file"; }
-  # A block cut short (BEGIN without END) is refused, not guessed at: the
-  # lines after it may be the user's.
-  if ! hosts_filter "$mode" "$file" >"$WORK/hosts"; then
-    die "$file has a '$BEGIN_MARK' line without its '$END_MARK' line; remove the broken block by hand, then run again"
-  fi
-  replace_keeping_attrs "$file" "$WORK/hosts"
+  eh_mode=$1
+  eh_file=$(hosts_file)
+  [ -f "$eh_file" ] || { [ "$eh_mode" = delete ] && return 0; : >"$eh_file"; }
+  check_hosts
+  hosts_filter "$eh_mode" "$eh_file" >"$WORK/hosts" || die "cannot read $eh_file"
+  replace_keeping_attrs "$eh_file" "$WORK/hosts"
 }
 
 # ---- trust locations ----------------------------------------------------------
@@ -306,11 +317,31 @@ find_trust_store() {
 refresh_trust_store() {
   case $STORE in
     debian)
-      # --fresh: without it a removed certificate stays in the bundle.
-      if [ "$1" = remove ]; then run update-ca-certificates --fresh >/dev/null
-      else run update-ca-certificates >/dev/null; fi ;;
+      if [ "$1" = remove ]; then
+        # --fresh: without it our symlink in /etc/ssl/certs is left dangling.
+        run update-ca-certificates --fresh >/dev/null
+        notify_ca_hooks "-/etc/ssl/certs/${CA_NAME%.crt}.pem"
+      else
+        run update-ca-certificates >/dev/null
+      fi ;;
     rhel) run update-ca-trust extract ;;
   esac
+}
+
+# update-ca-certificates tells its hooks (the Java keystore's among them) of
+# removals listed in ca-certificates.conf only, never of a local certificate
+# that went away, and --fresh re-adds without removing. So our removal is
+# passed on to them here, on stdin as update-ca-certificates itself does.
+notify_ca_hooks() {
+  hooks=/etc/ca-certificates/update.d
+  [ -d "$hooks" ] || return 0
+  for hook in "$hooks"/*; do
+    [ -f "$hook" ] && [ -x "$hook" ] || continue
+    printf '%s\n' "$1" >"$WORK/hook-input"
+    rc=0
+    timeout "$STEP_TIMEOUT" "$hook" <"$WORK/hook-input" >/dev/null 2>&1 || rc=$?
+    if [ "$rc" -ne 0 ]; then log "warning: $hook exited with status $rc while removing our CA"; fi
+  done
 }
 
 # containerd reads certs.d only when the CRI registry config_path is set; the
@@ -368,9 +399,11 @@ k3s_unit() { if have systemctl && systemctl cat k3s-agent >/dev/null 2>&1; then 
 
 # ---- create -------------------------------------------------------------------
 
+# Everything that can refuse the run does so here, before any change.
 step_prepare() {
   [ "$(id -u)" -eq 0 ] || die "must run as root (got uid $(id -u))"
-  mkdir -p "$STATE_ROOT" 2>/dev/null || die "cannot create $STATE_ROOT; nothing was changed"
+  check_hosts
+  check_k3s
   probe_writable "$STATE_ROOT"
   probe_writable "$(hosts_file)"
   probe_writable /etc
@@ -423,16 +456,26 @@ step_containers() {
   install_file "$WORK/ca.crt" "/etc/containers/certs.d/$ID/ca.crt" || true
 }
 
+K3S_REGISTRIES=/etc/rancher/k3s/registries.yaml
+K3S_CA="/etc/rancher/k3s/registry-node-trust/$ID/ca.crt"
+
+# A registries.yaml of the user's that already has `configs:` would need a
+# YAML merge; sh cannot do that safely, so it is refused before any change.
+check_k3s() {
+  want_runtime k3s || return 0
+  file=$K3S_REGISTRIES
+  if [ -f "$file" ] && ! recorded "file $file" && ! recorded "block $file" && grep -q '^configs:' "$file"; then
+    die "$file already has a 'configs:' section; add \"$ID\" with tls.ca_file $K3S_CA to it by hand, or set this node's runtime to another value"
+  fi
+}
+
 step_k3s() {
   want_runtime k3s || return 0
-  file=/etc/rancher/k3s/registries.yaml
+  file=$K3S_REGISTRIES
   changed=0
-  if install_file "$WORK/ca.crt" "/etc/rancher/k3s/registry-node-trust/$ID/ca.crt"; then changed=1; fi
-  k3s_registry_entry "/etc/rancher/k3s/registry-node-trust/$ID/ca.crt" >"$WORK/entry"
+  if install_file "$WORK/ca.crt" "$K3S_CA"; then changed=1; fi
+  k3s_registry_entry "$K3S_CA" >"$WORK/entry"
   if [ -f "$file" ] && ! recorded "file $file" && ! recorded "block $file"; then
-    if grep -q '^configs:' "$file"; then
-      die "$file already has a 'configs:' section; add \"$ID\" with tls.ca_file /etc/rancher/k3s/registry-node-trust/$ID/ca.crt to it by hand, or set this node's runtime to another value"
-    fi
     record "block $file"
   fi
   if recorded "block $file"; then
@@ -458,6 +501,11 @@ step_converge() {
       forget "$entry"
     fi
   done <"$WORK/files"
+  # Directories we made that nothing of ours is in any more, deepest first.
+  grep '^dir ' "$MANIFEST" | awk '{ line[NR] = $0 } END { for (i = NR; i > 0; i--) print line[i] }' >"$WORK/dirs" || true
+  while IFS= read -r entry; do
+    if rmdir "${entry#dir }" 2>/dev/null; then forget "$entry"; fi
+  done <"$WORK/dirs"
 }
 
 step_restart() {
