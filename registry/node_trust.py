@@ -53,9 +53,11 @@ class NodeTrust(pulumi.ComponentResource):
                 ),
                 create=create,
                 delete=delete,
-                # An update re-runs only `create`, so whatever decides what
-                # `delete` must undo (name, port, user) forces a replacement,
-                # in which the old delete runs with its old inputs.
+                # pulumi-command (remote/commandController.go) runs `create`
+                # again on an update when no `update` is given, and `delete`
+                # from the stored old inputs. So whatever decides what delete
+                # must undo (name, port, user) forces a replacement, in which
+                # the old delete runs; everything else is an idempotent re-run.
                 triggers=[delete],
                 # The previous stdout would land in the environment; nothing here needs it.
                 add_previous_output_in_env=False,

@@ -1,0 +1,155 @@
+"""Start the real distribution registry exactly as the program's Deployment configures it.
+
+Debian's `docker-registry` is the distribution registry. It is started with the
+registry image's own built-in config.yml, the Deployment's env, and the files
+of the Secrets and volumes the pod mounts, re-rooted under a temporary folder.
+It listens where the Service would receive traffic: clusterIP:port. Nothing
+here types a registry setting by hand: when the Deployment changes, this follows.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+from pathlib import Path
+from typing import Optional
+
+from tests.stack import StackRun
+
+# /etc/docker/registry/config.yml as shipped in the registry:2 image (the
+# Deployment does not replace it; its env overrides parts of it). Debian's
+# package ships a different one, with auth switched on, so it is not used.
+IMAGE_CONFIG = """\
+version: 0.1
+log:
+  fields:
+    service: registry
+storage:
+  cache:
+    blobdescriptor: inmemory
+  filesystem:
+    rootdirectory: /var/lib/registry
+http:
+  addr: :5000
+  headers:
+    X-Content-Type-Options: [nosniff]
+health:
+  storagedriver:
+    enabled: true
+    interval: 10s
+    threshold: 3
+"""
+IMAGE_CONFIG_PATH = "/etc/docker/registry/config.yml"
+
+
+class Registry:
+    """The registry pod, as a process on this machine."""
+
+    def __init__(self, run: StackRun, root: Path):
+        self.root = root
+        deployment = run.one("kubernetes:apps/v1:Deployment").inputs
+        service = run.one("kubernetes:core/v1:Service")
+        namespace = deployment["metadata"]["namespace"]
+        self.secrets = {
+            r.inputs["metadata"]["name"]: r.inputs["stringData"]
+            for r in run.of_type("kubernetes:core/v1:Secret")
+            if r.inputs["metadata"]["namespace"] == namespace
+        }
+        pod = deployment["spec"]["template"]["spec"]
+        (self.container,) = pod["containers"]
+        self.volumes = {v["name"]: v for v in pod["volumes"]}
+        port = service.inputs["spec"]["ports"][0]
+        self.host = service.outputs["spec"]["clusterIP"]
+        self.port = int(port["port"])
+        target = int({p["name"]: p["containerPort"] for p in self.container["ports"]}[port["targetPort"]])
+        self.env = self._env(target)
+        self.ca_pem = self.secrets["registry-tls"]["ca.crt"]
+        self.process: Optional[subprocess.Popen] = None
+
+    def path(self, pod_path: str) -> Path:
+        return self.root / "pod" / pod_path.lstrip("/")
+
+    def _env(self, container_port: int) -> dict[str, str]:
+        env = {}
+        for item in self.container["env"]:
+            if "valueFrom" in item:
+                ref = item["valueFrom"]["secretKeyRef"]
+                env[item["name"]] = self.secrets[ref["name"]][ref["key"]]
+            else:
+                env[item["name"]] = item["value"]
+        listen = env.get("REGISTRY_HTTP_ADDR", ":5000")
+        assert listen.rsplit(":", 1)[1] == str(container_port), "the registry listens where the Service sends traffic"
+        env["REGISTRY_HTTP_ADDR"] = f"{self.host}:{self.port}"
+        mounts = [m["mountPath"] for m in self.container["volumeMounts"]] + [IMAGE_CONFIG_PATH]
+        for key, value in env.items():
+            if any(value == m or value.startswith(m.rstrip("/") + "/") for m in mounts):
+                env[key] = str(self.path(value))
+        return env
+
+    def materialise(self) -> None:
+        """Write the pod's mounted files; the claim's folder is kept across restarts."""
+        for mount in self.container["volumeMounts"]:
+            volume = self.volumes[mount["name"]]
+            target = self.path(mount["mountPath"])
+            if "secret" in volume:
+                shutil.rmtree(target, ignore_errors=True)
+                target.mkdir(parents=True)
+                data = self.secrets[volume["secret"]["secretName"]]
+                items = volume["secret"].get("items") or [{"key": k, "path": k} for k in data]
+                for item in items:
+                    (target / item["path"]).write_text(data[item["key"]])
+            else:
+                target.mkdir(parents=True, exist_ok=True)
+        config = self.path(IMAGE_CONFIG_PATH)
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(IMAGE_CONFIG)
+
+    def start(
+        self,
+        extra_env: Optional[dict[str, str]] = None,
+        without: tuple[str, ...] = (),
+        files: Optional[dict[str, str]] = None,
+    ) -> "Registry":
+        """Start it; `without` drops env keys by prefix, `files` replaces mounted files by pod path."""
+        self.materialise()
+        for pod_path, content in (files or {}).items():
+            self.path(pod_path).write_text(content)
+        env = {k: v for k, v in self.env.items() if not (without and k.startswith(without))}
+        env.update(extra_env or {})
+        self.log = open(self.root / "registry.log", "ab")
+        self.process = subprocess.Popen(
+            ["docker-registry", "serve", str(self.path(IMAGE_CONFIG_PATH))],
+            env={"PATH": os.environ["PATH"], **env}, stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        self.wait_ready(tls="REGISTRY_HTTP_TLS_CERTIFICATE" in env)
+        return self
+
+    def wait_ready(self, tls: bool = True, seconds: float = 15) -> None:
+        deadline = time.monotonic() + seconds
+        context = ssl.create_default_context(cadata=self.ca_pem) if tls else None
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError("registry exited: " + (self.root / "registry.log").read_text()[-2000:])
+            try:
+                with socket.create_connection((self.host, self.port), timeout=1) as sock:
+                    if context:
+                        context.wrap_socket(sock, server_hostname=self.host).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("registry did not answer in time")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if hasattr(self, "log"):
+            self.log.close()

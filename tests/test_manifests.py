@@ -1,0 +1,45 @@
+"""Every Kubernetes object the program creates validates strictly against real Kubernetes schemas,
+for the oldest and newest minor versions the README says are supported."""
+
+import kubernetes_validate
+import pytest
+
+from tests.conftest import BASE_CONFIG
+from tests.stack import run_stack
+
+SUPPORTED = ("1.29.0", "1.37.0")
+
+
+def manifests(run):
+    return [(r.urn, r.inputs) for r in run.resources if r.type.startswith("kubernetes:")]
+
+
+@pytest.fixture(scope="module")
+def objects():
+    run = run_stack({**BASE_CONFIG, "storageClass": "fast-ssd"})
+    assert run.error is None, run.error
+    found = manifests(run)
+    kinds = sorted(inputs["kind"] for _, inputs in found)
+    assert kinds == ["Deployment", "Namespace", "PersistentVolumeClaim", "Secret", "Secret", "Secret", "Secret", "Service"]
+    return found
+
+
+@pytest.mark.parametrize("version", SUPPORTED)
+def test_every_object_validates_strictly(objects, version):
+    for urn, manifest in objects:
+        try:
+            kubernetes_validate.validate(manifest, version, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            pytest.fail(f"{urn} is invalid for Kubernetes {version}: {error.message} at {list(error.path)}")
+
+
+def test_a_broken_manifest_is_caught():
+    """The check can fail: a misspelt field is refused in strict mode."""
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"}, "spec": {"clusterIp": "1.2.3.4"}}, SUPPORTED[0], strict=True)
+
+
+def test_readme_states_the_supported_versions():
+    from tests.stack import ROOT
+    readme = (ROOT / "README.md").read_text()
+    assert "Kubernetes 1.29 to 1.37" in readme
