@@ -63,10 +63,12 @@ take_lock() {
 
 # ---- the manifest -----------------------------------------------------------
 
+# Errors here die explicitly: `set -e` does not apply inside a function called
+# as an `if` condition (`if install_file ...`), and a change the manifest does
+# not know of is a change delete cannot undo.
 record() {
-  mkdir -p "$STATE"
-  touch "$MANIFEST"
-  grep -qxF -- "$1" "$MANIFEST" || printf '%s\n' "$1" >>"$MANIFEST"
+  mkdir -p "$STATE" && touch "$MANIFEST" || die "cannot write $MANIFEST"
+  grep -qxF -- "$1" "$MANIFEST" || printf '%s\n' "$1" >>"$MANIFEST" || die "cannot write $MANIFEST"
 }
 
 recorded() { [ -f "$MANIFEST" ] && grep -qxF -- "$1" "$MANIFEST"; }
@@ -96,7 +98,7 @@ ensure_dir() {
 # Returns 0 when DEST changed, 1 when it already held those bytes.
 install_file() {
   src=$1 dest=$2
-  printf '%s\n' "$dest" >>"$WORK/desired"
+  printf '%s\n' "$dest" >>"$WORK/desired" || die "cannot write $WORK/desired"
   ensure_dir "${dest%/*}"
   if ! recorded "file $dest"; then
     if [ -e "$dest" ] || [ -L "$dest" ]; then
