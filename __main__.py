@@ -1,5 +1,7 @@
 """Pulumi program: a private, TLS- and password-protected registry that every node trusts."""
 
+import shlex
+
 import pulumi
 
 from registry.certificates import Certificates, CertificatesArgs
@@ -57,5 +59,5 @@ pulumi.export("caCertificate", certificates.ca_cert_pem)
 pulumi.export("pullSecretName", pull_secrets.name)
 pulumi.export(
     "loginCommand",
-    f"pulumi stack output password --show-secrets | docker login {login_target} --username {username} --password-stdin",
+    f"pulumi stack output password --show-secrets | docker login {login_target} --username {shlex.quote(username)} --password-stdin",
 )

@@ -78,16 +78,13 @@ class Node:
 
     # ---- lifecycle ----------------------------------------------------------
 
-    def start(self, prepare: str = "") -> "Node":
-        """Start the node; `prepare` is shell run inside the namespace before sshd starts."""
+    def start(self, prepare: str = "", base: Optional[Path] = None) -> "Node":
+        """Start the node; `prepare` is shell run inside the namespace before sshd starts.
+
+        `base` holds settled layers (see NodeFactory.settle) stacked under the node's own.
+        """
         self.dir.mkdir(parents=True)
-        mounts = []
-        for path in OVERLAID:
-            name = path.strip("/").replace("/", "_")
-            upper, work = self.dir / f"{name}.upper", self.dir / f"{name}.work"
-            upper.mkdir()
-            work.mkdir()
-            mounts.append(f"mount -t overlay overlay -o lowerdir={path},upperdir={upper},workdir={work} {path}")
+        mounts = overlay_mounts(self.dir, base)
         host_key = self.dir / "ssh_host_ed25519_key"
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)], check=True)
         config = self.dir / "sshd_config"
@@ -260,6 +257,19 @@ def diff(before: Snapshot, after: Snapshot) -> list[str]:
     return changes
 
 
+def overlay_mounts(directory: Path, base: Optional[Path] = None) -> list[str]:
+    """Shell lines that mount a copy-on-write overlay on each OVERLAID path, uppers in `directory`."""
+    mounts = []
+    for path in OVERLAID:
+        name = path.strip("/").replace("/", "_")
+        upper, work = directory / f"{name}.upper", directory / f"{name}.work"
+        upper.mkdir()
+        work.mkdir()
+        lower = f"{base / (name + '.upper')}:{path}" if base else path
+        mounts.append(f"mount -t overlay overlay -o lowerdir={lower},upperdir={upper},workdir={work} {path}")
+    return mounts
+
+
 class NodeFactory:
     """Makes nodes for one test module; stops them all at the end."""
 
@@ -275,6 +285,23 @@ class NodeFactory:
         shutil.copy(f"{self.key_path}.pub", self.authorized_keys)
         os.chmod(self.authorized_keys, 0o644)
         self.nodes: list[Node] = []
+        self.settled = self.settle()
+
+    def settle(self) -> Path:
+        """A layer in which the machine's trust store is up to date, shared by every node.
+
+        A machine whose ca-certificates was upgraded may have derived stores
+        (Debian's Java keystore) not yet rebuilt; the first update-ca-certificates
+        on it, ours included, rebuilds them. Nodes start from the settled state,
+        so that what a test sees change is the node command's doing alone.
+        """
+        base = self.base / "settled"
+        base.mkdir()
+        script = "set -e\n" + "\n".join(overlay_mounts(base)) + "\nupdate-ca-certificates --fresh >/dev/null 2>&1\n"
+        subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script], check=True, timeout=300)
+        for work in base.glob("*.work"):
+            shutil.rmtree(work)
+        return base
 
     @property
     def private_key(self) -> str:
@@ -284,7 +311,7 @@ class NodeFactory:
         node = Node(NodeFactory.next_index, self.key_path, self.authorized_keys, self.base)
         NodeFactory.next_index += 1
         self.nodes.append(node)
-        return node.start(prepare)
+        return node.start(prepare, base=self.settled)
 
     def close(self) -> None:
         for node in self.nodes:

@@ -213,7 +213,6 @@ def test_hosts_file_is_edited_reversibly(nodes, program, case):
     node.write("/etc/hosts", original)
     node.sh("chmod 640 /etc/hosts && chown 0:4 /etc/hosts")
     lifecycle(node, program)
-    created_hosts = None
     ok(node.ssh(create(program)))
     created_hosts = node.read("/etc/hosts")
     mode = node.sh("stat -c %a:%u:%g /etc/hosts").stdout.strip()

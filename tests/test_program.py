@@ -77,6 +77,12 @@ def test_login_command_reads_the_password_from_stdin(three_node_run):
     assert all(p not in login for p in passwords(three_node_run).values())
 
 
+def test_login_command_quotes_a_username_the_shell_would_read():
+    run = run_stack({**BASE_CONFIG, "users": ["o'brien$x"]})
+    assert run.error is None
+    assert "--username 'o'\"'\"'brien$x' --password-stdin" in run.outputs["loginCommand"]
+
+
 def test_allocated_cluster_ip_reaches_outputs_and_node_commands():
     config = {k: v for k, v in BASE_CONFIG.items() if k != "clusterIp"}
     run = run_stack(config, allocated_ip="10.96.7.7")
