@@ -22,8 +22,9 @@ BASE_CONFIG = {
 }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def three_node_run():
+    """A fresh run of the program for each test, as the guide asks: no test sees another's state."""
     run = run_stack(BASE_CONFIG)
     assert run.error is None, run.error
     return run

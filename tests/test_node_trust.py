@@ -5,7 +5,6 @@ Each case checks the exit status and every byte, mode and owner under /etc and
 and after delete, plus whether the CA is trusted and which restarts were asked for.
 """
 
-import subprocess
 import threading
 import time
 

@@ -3,7 +3,6 @@
 import base64
 import copy
 import datetime
-import ipaddress
 import json
 
 import bcrypt
