@@ -9,7 +9,7 @@ nothing, so the cost is paid per blob, per manifest, per HEAD.
 
     python3 bench/auth_cost.py [--layers 20] [--layer-mib 1] [--repeats 3]
 
-Needs root-free loopback only; uses docker-registry and skopeo from Debian.
+Needs no root and no network beyond loopback; uses docker-registry and skopeo from Debian.
 """
 
 from __future__ import annotations

@@ -16,9 +16,8 @@ PASSWORD_LENGTH = 32
 # the cost multiplies the price of every layer of every pull. Measured with the
 # real registry and skopeo (bench/auth_cost.py, table in the README): cost 5
 # makes a push+pull 1.2x as long as without auth, cost 10 7.6x, cost 12 28x.
-# The cost only slows offline
-# guessing of a stolen htpasswd, and a generated 32-character alphanumeric
-# password (~190 bits) cannot be guessed at any cost. 5 rather than bcrypt's
+# The cost only slows offline guessing of a stolen htpasswd, and a generated
+# 32-character alphanumeric password (~190 bits) cannot be guessed at any cost. 5 rather than bcrypt's
 # minimum of 4 keeps a little margin should someone put a hand-made entry into
 # the htpasswd Secret; it costs about a tenth more than 4.
 BCRYPT_COST = 5

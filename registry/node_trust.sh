@@ -140,6 +140,8 @@ revert_file() {
   return 1
 }
 
+reverse_lines() { awk '{ line[NR] = $0 } END { for (i = NR; i > 0; i--) print line[i] }' "$@"; }
+
 forget() {
   grep -vxF -- "$1" "$MANIFEST" >"$MANIFEST.new" || true
   mv -f "$MANIFEST.new" "$MANIFEST"
@@ -269,22 +271,31 @@ hosts_filter() {
     "$HOSTS_AWK" "$hf_file"
 }
 
-# A block cut short (BEGIN without END) is refused, not guessed at: the
-# lines after it may be the user's.
+# filter_hosts MODE FILE: hosts_filter, or die saying why. A block cut short
+# (BEGIN without END, awk's exit 3) is refused, not guessed at: the lines
+# after it may be the user's.
+filter_hosts() {
+  fh_rc=0
+  hosts_filter "$1" "$2" || fh_rc=$?
+  case $fh_rc in
+    0) ;;
+    3) die "$2 has a '$BEGIN_MARK' line without its '$END_MARK' line; remove the broken block by hand, then run again" ;;
+    124) die "timed out after ${STEP_TIMEOUT}s reading $2" ;;
+    *) die "cannot read $2 (status $fh_rc)" ;;
+  esac
+}
+
 check_hosts() {
   ch_file=$(hosts_file)
   [ -f "$ch_file" ] || return 0
-  if ! hosts_filter delete "$ch_file" >/dev/null; then
-    die "$ch_file has a '$BEGIN_MARK' line without its '$END_MARK' line; remove the broken block by hand, then run again"
-  fi
+  filter_hosts delete "$ch_file" >/dev/null
 }
 
 edit_hosts() {
   eh_mode=$1
   eh_file=$(hosts_file)
   [ -f "$eh_file" ] || { [ "$eh_mode" = delete ] && return 0; : >"$eh_file"; }
-  check_hosts
-  hosts_filter "$eh_mode" "$eh_file" >"$WORK/hosts" || die "cannot read $eh_file"
+  filter_hosts "$eh_mode" "$eh_file" >"$WORK/hosts"
   replace_keeping_attrs "$eh_file" "$WORK/hosts"
 }
 
@@ -504,7 +515,7 @@ step_converge() {
     fi
   done <"$WORK/files"
   # Directories we made that nothing of ours is in any more, deepest first.
-  grep '^dir ' "$MANIFEST" | awk '{ line[NR] = $0 } END { for (i = NR; i > 0; i--) print line[i] }' >"$WORK/dirs" || true
+  grep '^dir ' "$MANIFEST" | reverse_lines >"$WORK/dirs" || true
   while IFS= read -r entry; do
     if rmdir "${entry#dir }" 2>/dev/null; then forget "$entry"; fi
   done <"$WORK/dirs"
@@ -529,7 +540,7 @@ undo_all() {
   [ -f "$MANIFEST" ] || { rmdir "$STATE_ROOT" 2>/dev/null || true; return 0; }
   find_trust_store
   # Newest first, so that directories are emptied before they are removed.
-  awk '{ line[NR] = $0 } END { for (i = NR; i > 0; i--) print line[i] }' "$MANIFEST" >"$WORK/undo"
+  reverse_lines "$MANIFEST" >"$WORK/undo"
   while IFS= read -r entry; do
     case $entry in
       "file "*)
