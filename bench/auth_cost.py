@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from registry.credentials import BCRYPT_COST  # noqa: E402
 from tests.oci import write_image  # noqa: E402
-from tests.registry_server import Registry  # noqa: E402
+from tests.registry_server import PodSource, Registry  # noqa: E402
 from tests.stack import run_stack  # noqa: E402
 
 CLUSTER_IP = "127.0.10.2"
@@ -83,7 +83,7 @@ def main() -> None:
         authfile = work / "auth.json"
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
         authfile.write_text(json.dumps({"auths": {f"{CLUSTER_IP}:5000": {"auth": token}}}))
-        registry = Registry(run, work / "registry")
+        registry = Registry(PodSource.from_run(run), work / "registry")
         htpasswd_path = next(e for e in registry.container["env"] if e["name"] == "REGISTRY_AUTH_HTPASSWD_PATH")["value"]
 
         rows = []

@@ -9,12 +9,14 @@ here types a registry setting by hand: when the Deployment changes, this follows
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import socket
 import ssl
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -46,24 +48,52 @@ health:
 IMAGE_CONFIG_PATH = "/etc/docker/registry/config.yml"
 
 
-class Registry:
-    """The registry pod, as a process on this machine."""
+@dataclass
+class PodSource:
+    """What the registry pod is made of: its Deployment, its Service, and its namespace's Secrets.
 
-    def __init__(self, run: StackRun, root: Path):
-        self.root = root
+    `secrets` maps a Secret's name to its keys' text, as the pod sees them mounted.
+    """
+
+    deployment: dict
+    service: dict
+    cluster_ip: str
+    secrets: dict[str, dict[str, str]]
+
+    @classmethod
+    def from_run(cls, run: StackRun) -> "PodSource":
+        """From what the program registered (under mocks)."""
         deployment = run.one("kubernetes:apps/v1:Deployment").inputs
         service = run.one("kubernetes:core/v1:Service")
         namespace = deployment["metadata"]["namespace"]
-        self.secrets = {
+        secrets = {
             r.inputs["metadata"]["name"]: r.inputs["stringData"]
             for r in run.of_type("kubernetes:core/v1:Secret")
             if r.inputs["metadata"]["namespace"] == namespace
         }
-        pod = deployment["spec"]["template"]["spec"]
+        return cls(deployment, service.inputs, service.outputs["spec"]["clusterIP"], secrets)
+
+    @classmethod
+    def from_cluster(cls, deployment: dict, service: dict, secrets: list[dict]) -> "PodSource":
+        """From the objects as the API server holds them (Secret data base64-encoded)."""
+        texts = {
+            s["metadata"]["name"]: {k: base64.b64decode(v).decode() for k, v in s.get("data", {}).items()}
+            for s in secrets
+        }
+        return cls(deployment, service, service["spec"]["clusterIP"], texts)
+
+
+class Registry:
+    """The registry pod, as a process on this machine."""
+
+    def __init__(self, source: PodSource, root: Path):
+        self.root = root
+        self.secrets = source.secrets
+        pod = source.deployment["spec"]["template"]["spec"]
         (self.container,) = pod["containers"]
         self.volumes = {v["name"]: v for v in pod["volumes"]}
-        port = service.inputs["spec"]["ports"][0]
-        self.host = service.outputs["spec"]["clusterIP"]
+        port = source.service["spec"]["ports"][0]
+        self.host = source.cluster_ip
         self.port = int(port["port"])
         target = int({p["name"]: p["containerPort"] for p in self.container["ports"]}[port["targetPort"]])
         self.env = self._env(target)

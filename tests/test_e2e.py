@@ -16,7 +16,7 @@ import pytest
 
 from tests.nodes import NEEDED, diff, make_factory, require_tools
 from tests.oci import read_image, write_image
-from tests.registry_server import Registry
+from tests.registry_server import PodSource, Registry
 from tests.stack import run_stack
 from tests.test_node_trust import WITH_CONFIG_PATH
 
@@ -45,7 +45,7 @@ def world(tmp_path_factory):
             "nodes": [{"name": f"n{n.index}", "host": n.address, "port": n.port} for n in (a, b)],
         })
         assert run.error is None, run.error
-        registry = Registry(run, root / "registry").start()
+        registry = Registry(PodSource.from_run(run), root / "registry").start()
         commands = {c_.inputs["connection"]["host"]: c_.inputs for c_ in run.of_type("command:remote:Command")}
         for node in (a, b):
             result = node.ssh(commands[node.address]["create"])

@@ -1,0 +1,88 @@
+"""The program's wiring that does not depend on where keys and passwords come from.
+
+__main__.py makes the certificates and passwords with pulumi-tls and
+pulumi-random and hands them here as `Material`; so does the engine test's
+program (tests/engine/program.py), which runs this same wiring through the
+real Pulumi CLI and pulumi-kubernetes.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import pulumi
+
+from .pull_secrets import PullSecrets, PullSecretsArgs
+from .settings import Settings
+from .workload import Workload, WorkloadArgs
+
+
+@dataclass
+class Material:
+    """The certificates and passwords the registry serves with."""
+
+    ca_cert_pem: pulumi.Input[str]
+    server_cert_pem: pulumi.Input[str]
+    server_key_pem: pulumi.Input[str]
+    htpasswd: pulumi.Input[str]
+    http_secret: pulumi.Input[str]
+    passwords: Mapping[str, pulumi.Output[str]]
+
+
+@dataclass
+class InCluster:
+    workload: Workload
+    pull_secrets: PullSecrets
+
+
+def deploy_in_cluster(settings: Settings, material: Material) -> InCluster:
+    """The workload and the pull secrets, from the settings and the material."""
+    workload = Workload(
+        "registry",
+        WorkloadArgs(
+            settings=settings,
+            ca_cert_pem=material.ca_cert_pem,
+            server_cert_pem=material.server_cert_pem,
+            server_key_pem=material.server_key_pem,
+            htpasswd=material.htpasswd,
+            http_secret=material.http_secret,
+        ),
+    )
+    username = settings.users[0]
+    pull_secrets = PullSecrets(
+        "registry-pull",
+        PullSecretsArgs(
+            namespaces=settings.pull_secret_namespaces,
+            registries=[settings.endpoint, *settings.external_endpoints],
+            username=username,
+            password=material.passwords[username],
+            registry_namespace=workload.namespace if settings.namespace in settings.pull_secret_namespaces else None,
+        ),
+    )
+    return InCluster(workload=workload, pull_secrets=pull_secrets)
+
+
+def login_command(settings: Settings) -> str:
+    target = settings.external_endpoints[0] if settings.nodes else settings.endpoint
+    return (
+        f"pulumi stack output password --show-secrets | docker login {target} "
+        f"--username {shlex.quote(settings.users[0])} --password-stdin"
+    )
+
+
+def stack_outputs(settings: Settings, material: Material, cluster: InCluster) -> dict[str, Any]:
+    """The README's outputs contract, by name."""
+    username = settings.users[0]
+    return {
+        "endpoint": settings.endpoint,
+        "externalEndpoints": settings.external_endpoints,
+        "clusterIp": cluster.workload.cluster_ip,
+        "username": username,
+        "password": pulumi.Output.secret(material.passwords[username]),
+        "credentials": pulumi.Output.secret(dict(material.passwords)),
+        "caCertificate": material.ca_cert_pem,
+        "pullSecretName": cluster.pull_secrets.name,
+        "loginCommand": login_command(settings),
+    }
