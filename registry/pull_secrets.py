@@ -49,6 +49,8 @@ class PullSecrets(pulumi.ComponentResource):
                 metadata={"name": PULL_SECRET_NAME, "namespace": namespace},
                 type="kubernetes.io/dockerconfigjson",
                 string_data={".dockerconfigjson": config},
+                # The name is fixed: a replacement (another type or namespace)
+                # must free it before the new Secret takes it.
                 opts=pulumi.ResourceOptions(parent=self, depends_on=depends, delete_before_replace=True),
             )
         self.name = PULL_SECRET_NAME

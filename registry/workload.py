@@ -135,7 +135,8 @@ class Workload(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         # Fixed names are referenced by the pod spec; replacing one must free
-        # the name before the new object takes it.
+        # the name before the new object takes it. (Data changes update a
+        # Secret in place: Pulumi.yaml sets kubernetes:enableSecretMutable.)
         in_ns = pulumi.ResourceOptions(parent=self, depends_on=[self.namespace], delete_before_replace=True)
 
         tls_secret = k8s.core.v1.Secret(
@@ -212,6 +213,8 @@ class Workload(pulumi.ComponentResource):
             f"{name}-service",
             metadata={"name": SERVICE_NAME, "namespace": ns, "labels": app_labels},
             spec=service_spec,
+            # clusterIP is immutable: a new one replaces the Service, whose
+            # fixed name the old one must free first.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.namespace], delete_before_replace=True),
         )
         self.cluster_ip = self.service.spec.cluster_ip

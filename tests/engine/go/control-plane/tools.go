@@ -1,0 +1,13 @@
+//go:build tools
+
+// A Kubernetes control plane for tests: the API server, controller manager and
+// scheduler, etcd at the version Kubernetes itself requires, and kwok, which
+// plays the kubelets.
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "sigs.k8s.io/kwok/cmd/kwok"
+)

@@ -1,0 +1,41 @@
+"""The program as the real Pulumi engine runs it in the engine tests.
+
+It is __main__.py with one difference, forced by what the Go module proxy
+serves (tests/engine/toolchain.sh records its answer): the plugins of
+pulumi-tls, pulumi-random and pulumi-command cannot be built, so their
+resources cannot be registered. Instead, the test makes the CA, the server
+certificate and key, and the passwords with real cryptography and gives them
+to the stack as secret config in the `material` namespace; the htpasswd is
+made from them by the program's own code (registry.credentials). There are no
+node commands. The settings, the Workload and PullSecrets components and the
+outputs are the program's own, through registry.program.
+"""
+
+from __future__ import annotations
+
+import pulumi
+
+from registry.credentials import htpasswd_file
+from registry.program import Material, deploy_in_cluster, stack_outputs
+from registry.settings import load_settings
+
+MATERIAL = "material"
+
+
+def main() -> None:
+    settings = load_settings()
+    config = pulumi.Config(MATERIAL)
+    passwords = config.require_secret_object("passwords")
+    salts = config.require_object("salts")
+    users = list(settings.users)
+    material = Material(
+        ca_cert_pem=config.require("caCert"),
+        server_cert_pem=config.require("serverCert"),
+        server_key_pem=config.require_secret("serverKey"),
+        htpasswd=passwords.apply(lambda p: htpasswd_file([(u, p[u], salts[u]) for u in users])),
+        http_secret=config.require_secret("httpSecret"),
+        passwords={user: passwords.apply(lambda p, user=user: p[user]) for user in users},
+    )
+    cluster = deploy_in_cluster(settings, material)
+    for name, value in stack_outputs(settings, material, cluster).items():
+        pulumi.export(name, value)

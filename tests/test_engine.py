@@ -1,0 +1,397 @@
+"""The README's commands, run by the real Pulumi CLI and pulumi-kubernetes against a real API server.
+
+One stack goes through a user's life in order: preview, up, stack output, a
+push and a pull through the registry as the cluster holds it, a second run
+that changes nothing, updates, a refused config, export, destroy. The tests
+share that stack and run in file order.
+
+What runs for real: the `pulumi` CLI and engine, pulumi-kubernetes' provider,
+kube-apiserver with etcd, kube-controller-manager, kube-scheduler and kwok
+(tests/engine/cluster.py), all built by tests/engine/toolchain.sh. What does
+not, because the Go module proxy serves neither (toolchain.sh records its
+answer, printed below): pulumi-tls, pulumi-random and pulumi-command, and the
+Python language host. So the engine runs tests/engine/program.py, the program
+without the resources of those three providers; the certificates and
+passwords they would make come from the program itself run under the mock
+layer's real-crypto emulation, handed over as secret config.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+
+from tests.engine import toolchain_dir, unavailable
+from tests.engine.cluster import ControlPlane
+from tests.engine.program import MATERIAL
+from tests.engine.project import EngineProject
+from tests.nodes import NEEDED, Node, NodeFactory, make_factory, require_tools
+from tests.oci import write_image
+from tests.registry_server import PodSource, Registry
+from tests.stack import ProviderState, StackRun, config_for, run_stack
+
+# The Service range the API server allocates from, on loopback so that the
+# simulated nodes reach the registry on the Service's address.
+SERVICE_CIDR = "127.0.10.0/24"
+CLUSTER_IP = "127.0.10.50"
+NAMESPACE = "registry"
+PULL_NAMESPACES = ["default", NAMESPACE]
+IMAGE = "engine/hello:v1"
+TOOLS = {**NEEDED, "docker-registry": "docker-registry", "skopeo": "skopeo"}
+
+CUSTOM_RESOURCES = {
+    "registry-namespace", "registry-tls", "registry-auth", "registry-data", "registry-deployment",
+    "registry-service", "registry-pull-default", f"registry-pull-{NAMESPACE}",
+}
+
+
+@dataclass
+class Stack:
+    """A stack of the project, its config, and the material that config makes."""
+
+    project: EngineProject
+    config: dict[str, Any] = field(default_factory=dict)
+    state: ProviderState = field(default_factory=ProviderState)
+    run: Optional[StackRun] = None
+
+    def configure(self, **changes: Any) -> StackRun:
+        """Set `changes` (keys without `registry:`) in the stack, with the material that config makes.
+
+        The material comes from the program run under the mock layer with the
+        same config and the state of the previous runs, so that, as with
+        pulumi-tls and pulumi-random, only what a change touches is new.
+        """
+        self.config.update(changes)
+        run = run_stack(self.config, self.state)
+        assert run.error is None, run.error
+        for key, value in changes.items():
+            self.project.set(f"registry:{key}", value, secret=key == "sshPrivateKey")
+        for key, (value, secret) in material(run, self.config["users"]).items():
+            # --raw: the bytes pulumi-tls would give, final newline included.
+            self.project.set(f"{MATERIAL}:{key}", value, secret=secret, raw=True)
+        self.run = run
+        return run
+
+
+@dataclass
+class Engine:
+    bin_dir: Path
+    root: Path
+    cluster: ControlPlane
+    factory: NodeFactory
+    nodes: list[Node]
+    stack: Stack
+
+    @property
+    def api(self):
+        return self.cluster.api
+
+    @property
+    def project(self) -> EngineProject:
+        return self.stack.project
+
+    @property
+    def run(self) -> StackRun:
+        return self.stack.run
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.stack.config
+
+    def configure(self, **changes: Any) -> StackRun:
+        return self.stack.configure(**changes)
+
+
+def material(run: StackRun, users: list[str]) -> dict[str, tuple[Any, bool]]:
+    """What pulumi-tls and pulumi-random gave the program in `run`: key -> (value, secret)."""
+    password = "random:index/randomPassword:RandomPassword"
+    return {
+        "caCert": (run.one("tls:index/selfSignedCert:SelfSignedCert").outputs["certPem"], False),
+        "serverCert": (run.one("tls:index/locallySignedCert:LocallySignedCert").outputs["certPem"], False),
+        "serverKey": (run.one("tls:index/privateKey:PrivateKey", "registry-server-key").outputs["privateKeyPem"], True),
+        "httpSecret": (run.one(password, "registry-http-secret").outputs["result"], True),
+        "passwords": ({u: run.one(password, f"registry-{u}-password").outputs["result"] for u in users}, True),
+        "salts": ({u: run.one("random:index/randomId:RandomId", f"registry-{u}-salt").outputs["hex"] for u in users}, False),
+    }
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    bin_dir = toolchain_dir()
+    require_tools(TOOLS)
+    unavailable(bin_dir)  # reported at the end of the run
+    root = tmp_path_factory.mktemp("engine")
+    root.chmod(0o755)
+    factory = make_factory()
+    cluster = ControlPlane(bin_dir, root / "cluster", service_cidr=SERVICE_CIDR)
+    try:
+        cluster.start()
+        cluster.add_volume()
+        nodes = [factory.start(), factory.start()]
+        project = EngineProject(bin_dir, root / "main", cluster.kubeconfig)
+        project.create_stack()
+        world = Engine(bin_dir, root, cluster, factory, nodes, Stack(project))
+        world.configure(
+            serviceCidr=SERVICE_CIDR,
+            clusterIp=CLUSTER_IP,
+            users=["admin"],
+            pullSecretNamespaces=PULL_NAMESPACES,
+            storageSize="1Gi",
+            sshPrivateKey=factory.private_key,
+            nodes=[{"name": f"n{n.index}", "host": n.address, "port": n.port} for n in nodes],
+        )
+        yield world
+    finally:
+        cluster.stop()
+        factory.close()
+
+
+def deployment(engine: Engine) -> dict:
+    return engine.api.get(f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/registry")
+
+
+def pod_template_digest(engine: Engine) -> str:
+    return deployment(engine)["spec"]["template"]["metadata"]["annotations"]["registry.pulumi.com/config-digest"]
+
+
+def secret_text(engine: Engine, namespace: str, name: str) -> dict[str, str]:
+    data = engine.api.get(f"/api/v1/namespaces/{namespace}/secrets/{name}")["data"]
+    return {key: base64.b64decode(value).decode() for key, value in data.items()}
+
+
+# ---- preview and up --------------------------------------------------------------
+
+
+def test_preview_on_a_new_stack_lists_every_resource_and_creates_nothing(engine):
+    preview = engine.project.preview()
+    assert preview.code == 0, preview.text
+    changes = preview.changes()
+    assert CUSTOM_RESOURCES <= set(changes), preview.steps
+    assert set(changes.values()) == {"create"}, changes
+    assert engine.api.find(f"/api/v1/namespaces/{NAMESPACE}") is None
+
+
+def test_up_creates_the_registry_and_its_pull_secrets_in_the_cluster(engine):
+    up = engine.project.up()
+    assert up.code == 0, up.text
+    assert CUSTOM_RESOURCES <= {name for name, change in up.changes().items() if change == "create"}
+
+    assert engine.api.find(f"/api/v1/namespaces/{NAMESPACE}") is not None
+    secrets = {s["metadata"]["name"]: s["type"] for s in engine.api.items(f"/api/v1/namespaces/{NAMESPACE}/secrets")}
+    assert secrets["registry-tls"] == "kubernetes.io/tls"
+    assert secrets["registry-auth"] == "Opaque"
+    claim = engine.api.get(f"/api/v1/namespaces/{NAMESPACE}/persistentvolumeclaims/registry-data")
+    assert claim["status"]["phase"] == "Bound"
+    status = deployment(engine)["status"]
+    assert status["availableReplicas"] == 1 and status["readyReplicas"] == 1
+    service = engine.api.get(f"/api/v1/namespaces/{NAMESPACE}/services/registry")
+    assert service["spec"]["clusterIP"] == CLUSTER_IP
+    assert service["spec"]["ports"][0]["nodePort"] == 30500
+    assert service["spec"]["ports"][0]["port"] == 5000
+    for namespace in PULL_NAMESPACES:
+        pull = engine.api.get(f"/api/v1/namespaces/{namespace}/secrets/registry-pull-secret")
+        assert pull["type"] == "kubernetes.io/dockerconfigjson"
+
+
+def test_stack_output_gives_the_outputs_contract(engine):
+    plain = engine.project.outputs()
+    shown = engine.project.outputs(show_secrets=True)
+    endpoints = [f"{n.address}:30500" for n in engine.nodes]
+    assert plain.get("password") == "[secret]" and plain.get("credentials") == "[secret]", plain
+    assert shown["endpoint"] == "image-registry:5000"
+    assert shown["externalEndpoints"] == endpoints
+    assert shown["clusterIp"] == CLUSTER_IP
+    assert shown["username"] == "admin"
+    passwords = material(engine.run, ["admin"])["passwords"][0]
+    assert shown["password"] == passwords["admin"]
+    assert shown["credentials"] == passwords
+    assert shown["caCertificate"] == material(engine.run, ["admin"])["caCert"][0]
+    assert shown["pullSecretName"] == "registry-pull-secret"
+    assert shown["loginCommand"] == (
+        f"pulumi stack output password --show-secrets | docker login {endpoints[0]} --username admin --password-stdin"
+    )
+    assert set(shown) == set(plain)
+
+
+def test_a_node_pushes_and_another_pulls_by_name_through_the_registry_the_cluster_holds(engine, tmp_path):
+    """The registry runs from the Deployment, Service and Secrets read back from the API server."""
+    api = engine.api
+    source = PodSource.from_cluster(
+        deployment(engine),
+        api.get(f"/api/v1/namespaces/{NAMESPACE}/services/registry"),
+        api.items(f"/api/v1/namespaces/{NAMESPACE}/secrets"),
+    )
+    registry = Registry(source, tmp_path / "registry")
+    pusher, puller = engine.nodes
+    outputs = engine.project.outputs(show_secrets=True)
+    # pulumi-command cannot be built here (see the module docstring): the node
+    # commands the program makes for this config are sent over SSH by the test.
+    commands = {c.inputs["connection"]["host"]: c.inputs for c in engine.run.of_type("command:remote:Command")}
+    try:
+        registry.start()
+        for node in engine.nodes:
+            assert commands[node.address]["create"].count(outputs["clusterIp"]) >= 1
+            result = node.ssh(commands[node.address]["create"])
+            assert result.returncode == 0, result.stderr
+        authfile = tmp_path / "auth.json"
+        authfile.write_text(secret_text(engine, "default", "registry-pull-secret")[".dockerconfigjson"])
+        authfile.chmod(0o600)
+        layout = tmp_path / "layout"
+        write_image(layout, "v1", layers=2, seed=b"engine")
+        target = f"docker://{outputs['endpoint']}/{IMAGE}"
+        push = pusher.inside("skopeo", "copy", "--dest-authfile", str(authfile), f"oci:{layout}:v1", target,
+                             check=False, timeout=120)
+        assert push.returncode == 0, push.stderr
+        creds = f"{outputs['username']}:{outputs['password']}"
+        pulled = tmp_path / "pulled"
+        pull = puller.inside("skopeo", "copy", "--src-creds", creds, target, f"dir:{pulled}", check=False, timeout=120)
+        assert pull.returncode == 0, pull.stderr
+        wrong = puller.inside("skopeo", "inspect", "--creds", "admin:wrong", target, check=False, timeout=120)
+        assert wrong.returncode != 0
+        assert "unauthorized" in wrong.stderr.lower(), wrong.stderr
+    finally:
+        registry.stop()
+        for node in engine.nodes:
+            node.ssh(commands[node.address]["delete"])
+
+
+def test_preview_and_refresh_right_after_up_change_nothing(engine):
+    preview = engine.project.preview(expect_no_changes=True)
+    assert preview.code == 0, preview.text
+    refresh = engine.project.refresh(expect_no_changes=True)
+    assert refresh.code == 0, refresh.text
+
+
+# ---- updates -----------------------------------------------------------------------
+
+
+def test_adding_a_user_changes_the_auth_secret_and_rolls_the_pods_and_nothing_else(engine):
+    before = pod_template_digest(engine)
+    first_line = secret_text(engine, NAMESPACE, "registry-auth")["htpasswd"].splitlines()[0]
+    engine.configure(users=["admin", "ci"])
+    up = engine.project.up()
+    assert up.code == 0, up.text
+    # In place (Pulumi.yaml sets kubernetes:enableSecretMutable): the Secret is never missing.
+    assert up.changes() == {"registry-auth": "update", "registry-deployment": "update"}, up.steps
+    lines = secret_text(engine, NAMESPACE, "registry-auth")["htpasswd"].splitlines()
+    assert lines[0] == first_line and lines[1].startswith("ci:$2b$")
+    assert pod_template_digest(engine) != before
+
+
+def test_changing_cert_validity_replaces_only_the_server_certificate_and_rolls_the_pods(engine):
+    before = secret_text(engine, NAMESPACE, "registry-tls")
+    engine.configure(certValidityDays=90)
+    up = engine.project.up()
+    assert up.code == 0, up.text
+    assert up.changes() == {"registry-tls": "update", "registry-deployment": "update"}, up.steps
+    after = secret_text(engine, NAMESPACE, "registry-tls")
+    assert after["ca.crt"] == before["ca.crt"] and after["tls.key"] == before["tls.key"]
+    assert after["tls.crt"] != before["tls.crt"]
+
+
+def test_adding_a_node_updates_the_pull_secrets_with_its_endpoint(engine):
+    third = engine.factory.start()
+    engine.nodes.append(third)
+    nodes = [*engine.config["nodes"], {"name": f"n{third.index}", "host": third.address, "port": third.port}]
+    engine.configure(nodes=nodes)
+    up = engine.project.up()
+    assert up.code == 0, up.text
+    # The new node's address is a SAN of the server certificate, so the certificate changes too.
+    assert up.changes() == {
+        "registry-pull-default": "update", f"registry-pull-{NAMESPACE}": "update",
+        "registry-tls": "update", "registry-deployment": "update",
+    }, up.steps
+    config = json.loads(secret_text(engine, "default", "registry-pull-secret")[".dockerconfigjson"])
+    assert f"{third.address}:30500" in config["auths"]
+
+
+def test_moving_the_cluster_ip_replaces_the_service_in_place_of_the_old_one(engine):
+    """clusterIP is immutable: the Service is replaced, the old one deleted first to free its name."""
+    engine.configure(clusterIp="127.0.10.51")
+    up = engine.project.up()
+    assert up.code == 0, up.text
+    # The address is also a SAN of the server certificate.
+    assert up.changes() == {
+        "registry-service": "replace", "registry-tls": "update", "registry-deployment": "update",
+    }, up.steps
+    assert engine.api.get(f"/api/v1/namespaces/{NAMESPACE}/services/registry")["spec"]["clusterIP"] == "127.0.10.51"
+    assert engine.project.outputs()["clusterIp"] == "127.0.10.51"
+
+
+def test_a_bad_config_value_stops_preview_with_the_readme_message_and_changes_nothing(engine):
+    engine.project.set("registry:nodePort", "80")
+    try:
+        preview = engine.project.preview()
+        assert preview.code != 0
+        assert "registry:nodePort 80 must be between 30000 and 32767" in preview.text
+        assert "Traceback" not in preview.text
+        assert not preview.changes()
+    finally:
+        engine.project.set("registry:nodePort", "30500")
+    assert engine.project.preview(expect_no_changes=True).code == 0
+
+
+def test_stack_export_holds_no_secret_in_plain_text(engine):
+    exported = engine.project.export()
+    stack_file = (engine.project.dir / f"Pulumi.{engine.project.stack}.yaml").read_text()
+    found = material(engine.run, engine.config["users"])
+    secrets = [
+        *found["passwords"][0].values(),
+        found["httpSecret"][0],
+        found["serverKey"][0].strip().splitlines()[1],
+        engine.factory.private_key.strip().splitlines()[1],
+        *[line.split(":", 1)[1] for line in secret_text(engine, NAMESPACE, "registry-auth")["htpasswd"].splitlines()],
+    ]
+    for secret in secrets:
+        assert secret not in exported
+        assert secret not in stack_file
+    # The pull secret's document, password inside, is only ever stored encrypted.
+    assert "dockerconfigjson" in exported and '"auths"' not in exported
+
+
+# ---- destroy ----------------------------------------------------------------------
+
+
+def test_destroy_leaves_none_of_our_objects_in_the_cluster(engine):
+    destroy = engine.project.destroy()
+    assert destroy.code == 0, destroy.text
+    assert engine.api.find(f"/api/v1/namespaces/{NAMESPACE}") is None
+    assert engine.api.find("/api/v1/namespaces/default/secrets/registry-pull-secret") is None
+    volumes = engine.api.items("/api/v1/persistentvolumes")
+    assert all(v["status"]["phase"] != "Bound" for v in volumes)
+    assert json.loads(engine.project.cli("stack", "export").stdout)["deployment"].get("resources") in (None, [])
+
+
+# ---- a second stack ----------------------------------------------------------------
+
+
+def test_a_stack_without_a_cluster_ip_gets_one_allocated_by_the_api_server(engine):
+    """Without `clusterIp` the address is unknown until the Service exists; outputs carry the allocated one."""
+    engine.cluster.add_volume()
+    project = EngineProject(engine.bin_dir, engine.root / "allocated", engine.cluster.kubeconfig, stack="allocated")
+    project.create_stack()
+    stack = Stack(project)
+    stack.configure(
+        serviceCidr=SERVICE_CIDR, namespace="registry-two", nodePort=30501,
+        pullSecretNamespaces=["registry-two"], storageSize="1Gi", users=["admin"],
+    )
+    preview = project.preview()
+    assert preview.code == 0, preview.text
+    up = project.up()
+    try:
+        assert up.code == 0, up.text
+        allocated = project.outputs()["clusterIp"]
+        service = engine.api.get("/api/v1/namespaces/registry-two/services/registry")
+        assert service["spec"]["clusterIP"] == allocated
+        assert ipaddress.ip_address(allocated) in ipaddress.ip_network(SERVICE_CIDR)
+        assert project.preview(expect_no_changes=True).code == 0
+    finally:
+        destroy = project.destroy()
+    assert destroy.code == 0, destroy.text
+    assert engine.api.find("/api/v1/namespaces/registry-two") is None
