@@ -31,7 +31,7 @@ from tests.engine import toolchain_dir, unavailable
 from tests.engine.cluster import ControlPlane
 from tests.engine.program import MATERIAL
 from tests.engine.project import EngineProject
-from tests.nodes import NEEDED, Node, NodeFactory, make_factory, require_tools
+from tests.nodes import NEEDED, Node, NodeFactory, diff, make_factory, require_tools
 from tests.oci import write_image
 from tests.registry_server import PodSource, Registry
 from tests.stack import ProviderState, StackRun, config_for, run_stack
@@ -233,6 +233,7 @@ def test_a_node_pushes_and_another_pulls_by_name_through_the_registry_the_cluste
     # pulumi-command cannot be built here (see the module docstring): the node
     # commands the program makes for this config are sent over SSH by the test.
     commands = {c.inputs["connection"]["host"]: c.inputs for c in engine.run.of_type("command:remote:Command")}
+    before = {node.address: node.snapshot() for node in engine.nodes}
     try:
         registry.start()
         for node in engine.nodes:
@@ -257,8 +258,10 @@ def test_a_node_pushes_and_another_pulls_by_name_through_the_registry_the_cluste
         assert "unauthorized" in wrong.stderr.lower(), wrong.stderr
     finally:
         registry.stop()
-        for node in engine.nodes:
-            node.ssh(commands[node.address]["delete"])
+        deleted = [node.ssh(commands[node.address]["delete"]) for node in engine.nodes]
+    for node, result in zip(engine.nodes, deleted):
+        assert result.returncode == 0, result.stderr
+        assert diff(before[node.address], node.snapshot()) == [], "delete restores the node byte for byte"
 
 
 def test_preview_and_refresh_right_after_up_change_nothing(engine):
