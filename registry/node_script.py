@@ -1,92 +1,121 @@
-"""Pure functions that build the node commands' shell text.
+"""Pure functions that build the node commands' text.
 
-The logic lives in node_trust.sh (POSIX sh, shellcheck-clean); these functions
-put the parameters above it, each one quoted, and the steps to run below it.
+The logic lives in node_trust.sh (POSIX sh, shellcheck-clean), with its two
+awk programs beside it. That program travels on the command's standard input
+(`program()`), the same bytes for every node and for create and delete. The
+command line itself only sets the parameters, each one quoted, and runs what
+arrives on stdin: one SSH packet carries the command line, and some servers
+stop at 32 KiB, which the program alone would soon pass.
 """
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-LIBRARY = Path(__file__).with_name("node_trust.sh").read_text()
+HERE = Path(__file__).parent
+LIBRARY = (HERE / "node_trust.sh").read_text()
+HOSTS_AWK = (HERE / "hosts.awk").read_text()
+BLOCK_AWK = (HERE / "block.awk").read_text()
 
-# In this order: nothing is changed before step_prepare has proved that every
-# place to write is writable, and restarts come last, once everything is in place.
-CREATE_STEPS = (
-    "step_prepare",
-    "step_hosts",
-    "step_trust_store",
-    "step_docker",
-    "step_containerd",
-    "step_containers",
-    "step_k3s",
-    "step_converge",
-    "step_restart",
-)
+
+def _script_value(name: str) -> str:
+    found = re.search(rf'^{name}="?([^"\n]*)"?$', LIBRARY, re.M)
+    if not found:
+        raise RuntimeError(f"node_trust.sh does not set {name}")
+    return found.group(1)
+
+
+# What a node holds and what it means; in the commands' triggers, so that a
+# new format replaces every command (the old delete runs, then the new create).
+STATE_FORMAT = int(_script_value("STATE_FORMAT"))
+CREATE_STEPS = tuple(_script_value("CREATE_STEPS").split())
 
 DEFAULT_STEP_TIMEOUT = 120
+
+# Runs the program that arrives on stdin. An empty stdin must fail, not succeed
+# doing nothing; the program is read whole first, so that no command in it can
+# swallow the rest of it from stdin.
+_RUN_STDIN = (
+    'program=$(cat) && [ -n "$program" ] || '
+    '{ echo "registry-node-trust: no program on standard input" >&2; exit 1; }\n'
+    'exec /bin/sh -c "$program" registry-node-trust\n'
+)
 
 
 @dataclass(frozen=True)
 class NodeTrustParams:
     hostname: str
     port: int
+    # Who asks: the stack (organization/project/stack) and its node entry. A
+    # node keeps the changes as long as any owner is left.
+    stack: str
+    entry: str
     runtime: str = "auto"
     step_timeout: int = DEFAULT_STEP_TIMEOUT
 
 
-def _header(params: NodeTrustParams, cluster_ip: str, ca_pem: str, runtime: str) -> str:
+def program() -> str:
+    """The bytes every command reads on stdin: the awk programs, then node_trust.sh."""
+    return f"HOSTS_AWK={shlex.quote(HOSTS_AWK)}\nBLOCK_AWK={shlex.quote(BLOCK_AWK)}\n" + LIBRARY
+
+
+def _header(action: str, params: NodeTrustParams, cluster_ip: str, ca_pem: str, runtime: str, extra: dict[str, str]) -> str:
     values = {
+        "REG_ACTION": action,
         "REG_NAME": params.hostname,
         "REG_PORT": str(params.port),
+        "REG_STACK": params.stack,
+        "REG_ENTRY": params.entry,
         "REG_IP": cluster_ip,
         "REG_RUNTIME": runtime,
         "REG_CA": ca_pem.strip(),
         "STEP_TIMEOUT": str(params.step_timeout),
+        **extra,
     }
-    return "".join(f"{key}={shlex.quote(value)}\n" for key, value in values.items())
+    assignments = "".join(f"{key}={shlex.quote(value)}\n" for key, value in values.items())
+    return assignments + f"export {' '.join(values)}\n"
 
 
 def create_script(
-    params: NodeTrustParams, cluster_ip: str, ca_pem: str, fail_after: Optional[str] = None
+    params: NodeTrustParams,
+    cluster_ip: str,
+    ca_pem: str,
+    fail_after: Optional[str] = None,
+    kill_after_rename: Optional[int] = None,
 ) -> str:
-    """The script that installs the CA and the hosts entry; idempotent.
+    """The parameters of the create run, which installs the CA and the hosts entry; idempotent.
 
-    `fail_after` names a step after which the script stops with an error, for
-    tests that prove a half-done create is finished by the next one.
+    For tests: `fail_after` names a step after which the run stops with an
+    error; `kill_after_rename` kills it (SIGKILL, no cleanup) right after that
+    many files were put in place. Both prove that the next run finishes the job.
     """
     if fail_after is not None and fail_after not in CREATE_STEPS:
         raise ValueError(f"unknown step {fail_after!r}; steps are {CREATE_STEPS}")
-    lines = ["begin"]
-    for step in CREATE_STEPS:
-        lines.append(step)
-        if step == fail_after:
-            lines.append(f"die {shlex.quote('injected failure after ' + step)}")
-    lines.append('log "trusted and resolvable as $ID -> $REG_IP"')
-    return _header(params, cluster_ip, ca_pem, params.runtime) + LIBRARY + "\n".join(lines) + "\n"
+    extra = {}
+    if fail_after is not None:
+        extra["FAIL_AFTER"] = fail_after
+    if kill_after_rename is not None:
+        extra["KILL_AFTER_RENAME"] = str(kill_after_rename)
+    return _header("create", params, cluster_ip, ca_pem, params.runtime, extra)
 
 
 def delete_script(params: NodeTrustParams) -> str:
-    """The script that removes what create added; needs neither the CA nor the IP,
-    because it finds everything through its markers and its manifest."""
-    return _header(params, "", "", "auto") + LIBRARY + 'begin\nundo_all\nlog "removed"\n'
+    """The parameters of the delete run, which removes what create added; it needs
+    neither the CA nor the IP, because it finds everything through its markers,
+    its manifest and its owners."""
+    return _header("delete", params, "", "", "auto", {})
 
 
 def remote_command(script: str, user: str) -> str:
-    """The command line sent over SSH: the script run by /bin/sh as root.
+    """The command line sent over SSH: `script`'s parameters, then the program on stdin, as root.
 
-    The login shell may be anything, so the script is handed to /bin/sh whole.
-    A non-root user goes through `sudo -n`, which fails at once instead of
-    waiting for a password that will never be typed.
+    The login shell may be anything, so the whole text is handed to /bin/sh as
+    one quoted word. A non-root user goes through `sudo -n`, which fails at
+    once, with sudo's own message, instead of waiting for a password.
     """
-    run = f"/bin/sh -c {shlex.quote(script)}"
-    if user == "root":
-        return run
-    message = (
-        f"registry-node-trust: user {user} cannot run sudo without a password "
-        "(sudo -n failed); allow it NOPASSWD for /bin/sh or connect as root"
-    )
-    return f"sudo -n true 2>/dev/null || {{ echo {shlex.quote(message)} >&2; exit 1; }}; sudo -n {run}"
+    run = f"/bin/sh -c {shlex.quote(script + _RUN_STDIN)}"
+    return run if user == "root" else f"sudo -n {run}"

@@ -8,12 +8,31 @@ from typing import Optional
 import pulumi
 import pulumi_command as command
 
-from .node_script import NodeTrustParams, create_script, delete_script, remote_command
+from .node_script import STATE_FORMAT, NodeTrustParams, create_script, delete_script, program, remote_command
 from .settings import Node, Settings
 
 
-def node_params(settings: Settings, node: Node) -> NodeTrustParams:
-    return NodeTrustParams(hostname=settings.hostname, port=settings.port, runtime=node.runtime)
+def stack_identity() -> str:
+    """The stack, as nodes record who owns their changes: organization/project/stack."""
+    return f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
+
+
+def node_params(settings: Settings, node: Node, stack: str) -> NodeTrustParams:
+    return NodeTrustParams(
+        hostname=settings.hostname, port=settings.port, stack=stack, entry=node.name, runtime=node.runtime
+    )
+
+
+def replacement_triggers(settings: Settings, node: Node, stack: str) -> list:
+    """What the delete that undoes a create must know: a change to any of it is
+    a replacement, in which the old delete runs with the old values.
+
+    The endpoint and the owner (stack and node entry) find the node's record;
+    host, port and user reach the node. The script's text is not here: a
+    release that only rewords it updates the commands in place (pulumi-command
+    re-runs create); one that changes what a node holds raises STATE_FORMAT.
+    """
+    return [STATE_FORMAT, settings.endpoint, stack, node.name, node.host, node.port, node.user]
 
 
 @dataclass
@@ -31,16 +50,16 @@ class NodeTrust(pulumi.ComponentResource):
     def __init__(self, name: str, args: NodeTrustArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("registry:index:NodeTrust", name, None, opts)
         settings = args.settings
+        stack = stack_identity()
         self.commands = {}
         for node in settings.nodes:
-            params = node_params(settings, node)
+            params = node_params(settings, node, stack)
             user = node.user
             create = pulumi.Output.all(args.cluster_ip, args.ca_cert_pem).apply(
                 lambda values, params=params, user=user: remote_command(
                     create_script(params, values[0], values[1]), user
                 )
             )
-            delete = remote_command(delete_script(params), user)
             self.commands[node.name] = command.remote.Command(
                 f"{name}-{node.name}",
                 connection=command.remote.ConnectionArgs(
@@ -52,13 +71,15 @@ class NodeTrust(pulumi.ComponentResource):
                     per_dial_timeout=30,
                 ),
                 create=create,
-                delete=delete,
+                delete=remote_command(delete_script(params), user),
+                # pulumi-command (remote/commandOutputs.go) hands `stdin` to
+                # every run, create and delete alike, from the same inputs as
+                # the command line.
+                stdin=program(),
                 # pulumi-command (remote/commandController.go) runs `create`
                 # again on an update when no `update` is given, and `delete`
-                # from the stored old inputs. So whatever decides what delete
-                # must undo (name, port, user) forces a replacement, in which
-                # the old delete runs; everything else is an idempotent re-run.
-                triggers=[delete],
+                # from the stored old inputs; a trigger change replaces.
+                triggers=replacement_triggers(settings, node, stack),
                 # The previous stdout would land in the environment; nothing here needs it.
                 add_previous_output_in_env=False,
                 opts=pulumi.ResourceOptions(

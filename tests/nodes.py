@@ -150,15 +150,21 @@ class Node:
 
     # ---- talking to it --------------------------------------------------------
 
-    def ssh(self, command: str, user: str = "root", timeout: float = 180) -> subprocess.CompletedProcess:
-        """Run `command` as pulumi-command does: one SSH exec request, the user's shell runs it."""
+    def ssh(self, command: str, user: str = "root", timeout: float = 180, stdin: Optional[str] = None) -> subprocess.CompletedProcess:
+        """Run `command` as pulumi-command does: one SSH exec request, the user's shell runs it,
+        `stdin` (a remote.Command's `stdin`) on its standard input."""
         return subprocess.run(
             ["ssh", "-i", str(self.key_path), "-p", str(self.port),
              "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
              "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10",
              f"{user}@{self.address}", command],
-            capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+            capture_output=True, text=True, timeout=timeout,
+            **({"input": stdin} if stdin is not None else {"stdin": subprocess.DEVNULL}),
         )
+
+    def run_command(self, inputs: dict, which: str, **kwargs) -> subprocess.CompletedProcess:
+        """Run a remote.Command's `create` or `delete` from its inputs, with its `stdin`."""
+        return self.ssh(inputs[which], stdin=inputs["stdin"], **kwargs)
 
     def inside(self, *argv: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
         """Run a command in the node's mount namespace, as root, without SSH."""

@@ -391,7 +391,9 @@ def run_stack(
         pulumi.runtime.set_all_config(config_for(config), secret_keys=["registry:sshPrivateKey"])
         mocks = EmulatingMocks(state, allocated_ip)
         monitor = RecordingMonitor(mocks)
-        pulumi.runtime.set_mocks(mocks, project="registry", stack="test", preview=False, monitor=monitor)
+        pulumi.runtime.set_mocks(
+            mocks, project="registry", stack="test", preview=False, monitor=monitor, organization="organization"
+        )
         # As pulumi.runtime.test does: outputs made outside this run belong to
         # another event loop, and waiting for them would hang.
         pulumi_settings.SETTINGS.rpc_manager.clear()

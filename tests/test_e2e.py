@@ -48,7 +48,7 @@ def world(tmp_path_factory):
         registry = Registry(PodSource.from_run(run), root / "registry").start()
         commands = {c_.inputs["connection"]["host"]: c_.inputs for c_ in run.of_type("command:remote:Command")}
         for node in (a, b):
-            result = node.ssh(commands[node.address]["create"])
+            result = node.run_command(commands[node.address], "create")
             assert result.returncode == 0, result.stderr
         pull_secret = next(r for r in run.of_type("kubernetes:core/v1:Secret") if r.inputs["type"] == "kubernetes.io/dockerconfigjson")
         authfile = root / "auth.json"
@@ -190,7 +190,7 @@ def test_image_survives_a_registry_restart_on_the_same_storage(world, pushed):
 
 def test_after_delete_a_node_neither_resolves_nor_trusts_and_is_byte_identical(world, pushed):
     node = world["a"]
-    result = node.ssh(world["commands"][node.address]["delete"])
+    result = node.run_command(world["commands"][node.address], "delete")
     assert result.returncode == 0, result.stderr
     assert diff(world["initial"][node], node.snapshot()) == []
     result = skopeo(node, "inspect", "--authfile", str(world["authfile"]), ref(world))

@@ -237,8 +237,8 @@ def test_a_node_pushes_and_another_pulls_by_name_through_the_registry_the_cluste
     try:
         registry.start()
         for node in engine.nodes:
-            assert commands[node.address]["create"].count(outputs["clusterIp"]) >= 1
-            result = node.ssh(commands[node.address]["create"])
+            assert outputs["clusterIp"] in commands[node.address]["create"]
+            result = node.run_command(commands[node.address], "create")
             assert result.returncode == 0, result.stderr
         authfile = tmp_path / "auth.json"
         authfile.write_text(secret_text(engine, "default", "registry-pull-secret")[".dockerconfigjson"])
@@ -258,7 +258,7 @@ def test_a_node_pushes_and_another_pulls_by_name_through_the_registry_the_cluste
         assert "unauthorized" in wrong.stderr.lower(), wrong.stderr
     finally:
         registry.stop()
-        deleted = [node.ssh(commands[node.address]["delete"]) for node in engine.nodes]
+        deleted = [node.run_command(commands[node.address], "delete") for node in engine.nodes]
     for node, result in zip(engine.nodes, deleted):
         assert result.returncode == 0, result.stderr
         assert diff(before[node.address], node.snapshot()) == [], "delete restores the node byte for byte"

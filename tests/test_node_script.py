@@ -1,69 +1,91 @@
-"""The node scripts as text: quoted, POSIX, shellcheck-clean, and safe to hand to any login shell."""
+"""The node commands as text: quoted, POSIX, shellcheck-clean, and safe to hand to any login shell."""
 
 import shutil
 import subprocess
 
 import pytest
 
-from registry.node_script import CREATE_STEPS, NodeTrustParams, create_script, delete_script, remote_command
+from registry.node_script import (
+    CREATE_STEPS, STATE_FORMAT, NodeTrustParams, create_script, delete_script, program, remote_command,
+)
 from tests.nodes import require_tools
 
-PARAMS = NodeTrustParams("image-registry", 5000)
+PARAMS = NodeTrustParams("image-registry", 5000, "org/registry/dev", "worker-1")
 CA = "-----BEGIN CERTIFICATE-----\nMIIB'quote\"dollar$(x)`tick`\n-----END CERTIFICATE-----\n"
+PEM = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIRAJ3+qZ/example/base64==\n-----END CERTIFICATE-----\n"
+NAMES = ("REG_ACTION", "REG_NAME", "REG_PORT", "REG_STACK", "REG_ENTRY", "REG_IP", "REG_RUNTIME", "REG_CA", "STEP_TIMEOUT")
+# Stands in for node_trust.sh on stdin: prints what the command line handed it.
+SHOW = "printf '%s\\0' " + " ".join(f'"${name}"' for name in NAMES) + "\n"
 
 
-def header_values(script: str) -> list[str]:
-    """Run the script's parameter lines in dash and print what each variable holds."""
-    header = script.split("# shellcheck shell=sh", 1)[0]
-    show = 'printf "%s\\0" "$REG_NAME" "$REG_PORT" "$REG_IP" "$REG_RUNTIME" "$REG_CA" "$STEP_TIMEOUT"'
-    out = subprocess.run(["/bin/sh", "-c", header + show], capture_output=True, check=True).stdout
-    return out.decode().split("\0")[:-1]
+def received(command: str, stdin: str, shell: str = "/bin/sh") -> subprocess.CompletedProcess:
+    """Run a command line as the login shell `shell` would, `stdin` on its standard input."""
+    return subprocess.run([shell, "-c", command], input=stdin, capture_output=True, text=True)
 
 
-def test_every_value_reaches_the_script_unchanged_whatever_it_holds():
-    values = header_values(create_script(PARAMS, "10.96.0.50", CA))
-    assert values == ["image-registry", "5000", "10.96.0.50", "auto", CA.strip(), "120"]
+def values(command: str) -> list[str]:
+    out = received(command, SHOW)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split("\0")[:-1]
 
 
-def test_delete_needs_neither_ca_nor_ip():
-    values = header_values(delete_script(PARAMS))
-    assert values[2] == "" and values[4] == ""
-    assert delete_script(PARAMS) == delete_script(NodeTrustParams("image-registry", 5000, runtime="docker"))
+def test_every_value_reaches_the_program_unchanged_whatever_it_holds():
+    got = values(remote_command(create_script(PARAMS, "10.96.0.50", CA), "root"))
+    assert got == ["create", "image-registry", "5000", "org/registry/dev", "worker-1", "10.96.0.50", "auto", CA.strip(), "120"]
 
 
-@pytest.mark.parametrize("script", ["create", "delete"])
-def test_scripts_are_shellcheck_clean_posix_sh(script, tmp_path):
+def test_delete_needs_neither_ca_nor_ip_nor_runtime():
+    got = values(remote_command(delete_script(PARAMS), "root"))
+    assert got[0] == "delete" and got[5] == "" and got[7] == ""
+    assert delete_script(PARAMS) == delete_script(NodeTrustParams("image-registry", 5000, "org/registry/dev", "worker-1", runtime="docker"))
+
+
+def test_an_empty_stdin_fails_instead_of_doing_nothing():
+    out = received(remote_command(delete_script(PARAMS), "root"), "")
+    assert out.returncode != 0 and "no program on standard input" in out.stderr
+
+
+def test_the_program_and_the_command_lines_are_shellcheck_clean_posix_sh(tmp_path):
     require_tools({"shellcheck": "shellcheck"})
-    text = create_script(PARAMS, "10.96.0.50", CA) if script == "create" else delete_script(PARAMS)
-    path = tmp_path / f"{script}.sh"
-    path.write_text(text)
-    result = subprocess.run(["shellcheck", "--shell=sh", "--severity=warning", str(path)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout
-    parse = subprocess.run(["/bin/sh", "-n", str(path)], capture_output=True, text=True)
-    assert parse.returncode == 0, parse.stderr
+    texts = {
+        "program": program(),
+        "create": create_script(PARAMS, "10.96.0.50", PEM),
+        "delete": delete_script(PARAMS),
+    }
+    for name, text in texts.items():
+        path = tmp_path / f"{name}.sh"
+        path.write_text("# shellcheck shell=sh\n" + text)
+        result = subprocess.run(["shellcheck", "--shell=sh", "--severity=warning", str(path)], capture_output=True, text=True)
+        assert result.returncode == 0, (name, result.stdout)
+        parse = subprocess.run(["/bin/sh", "-n", str(path)], capture_output=True, text=True)
+        assert parse.returncode == 0, (name, parse.stderr)
 
 
-def test_root_runs_the_script_with_sh_and_others_through_sudo_n():
+def test_root_runs_sh_and_others_go_straight_through_sudo_n():
+    """No `sudo -n true` pre-check: a user allowed only /bin/sh passes, and sudo's own refusal is shown."""
     script = delete_script(PARAMS)
     assert remote_command(script, "root").startswith("/bin/sh -c '")
-    as_user = remote_command(script, "ubuntu")
-    assert as_user.startswith("sudo -n true 2>/dev/null || {") and "sudo -n /bin/sh -c '" in as_user
-    assert "ubuntu cannot run sudo without a password" in as_user
+    assert remote_command(script, "ubuntu") == "sudo -n " + remote_command(script, "root")
 
 
 def test_the_command_line_is_one_word_for_any_login_shell():
-    script = create_script(PARAMS, "10.96.0.50", CA)
+    command = remote_command(create_script(PARAMS, "10.96.0.50", CA), "root")
     for shell in ("/bin/sh", "/bin/bash"):
         if not shutil.which(shell):
             continue
         # The login shell only sees `/bin/sh -c WORD`; WORD must reach /bin/sh intact.
-        probe = remote_command(script.replace("\nbegin\n", "\nprintf '%s' \"$REG_CA\"; exit 0\n", 1), "root")
-        out = subprocess.run([shell, "-c", probe], capture_output=True, text=True)
+        out = received(command, 'printf "%s" "$REG_CA"\n', shell)
         assert out.returncode == 0 and out.stdout == CA.strip(), (shell, out.stderr)
 
 
-def test_failure_can_be_injected_only_after_a_known_step():
-    assert "die 'injected failure after step_hosts'" in create_script(PARAMS, "1.2.3.4", CA, fail_after="step_hosts")
+def test_failure_and_kill_can_be_injected_only_after_a_known_step():
+    assert "FAIL_AFTER=step_hosts" in create_script(PARAMS, "1.2.3.4", CA, fail_after="step_hosts")
+    assert "KILL_AFTER_RENAME=3" in create_script(PARAMS, "1.2.3.4", CA, kill_after_rename=3)
+    assert "FAIL_AFTER" not in create_script(PARAMS, "1.2.3.4", CA)
     with pytest.raises(ValueError):
         create_script(PARAMS, "1.2.3.4", CA, fail_after="step_nothing")
-    assert CREATE_STEPS[0] == "step_prepare" and CREATE_STEPS[-1] == "step_restart"
+    assert CREATE_STEPS[0] == "step_prepare" and CREATE_STEPS[-1] == "step_own"
+
+
+def test_state_format_comes_from_the_script_itself():
+    assert f"\nSTATE_FORMAT={STATE_FORMAT}\n" in program()

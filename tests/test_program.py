@@ -13,6 +13,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import PolicyBuilder, Store
 
 from registry.credentials import BCRYPT_COST
+from registry.node_script import STATE_FORMAT
+from registry.node_script import program as program_text
 from registry.pull_secrets import PULL_SECRET_NAME
 from registry.workload import CONFIG_DIGEST_ANNOTATION
 from tests.conftest import BASE_CONFIG
@@ -272,7 +274,7 @@ def test_one_command_per_node_with_its_connection(three_node_run):
         assert "connection" in c.secret_paths
         assert c.inputs["addPreviousOutputInEnv"] is False
         assert c.delete_before_replace
-        assert c.inputs["triggers"] == [c.inputs["delete"]]
+        assert c.inputs["stdin"] == program_text(), "the node program travels on stdin"
 
 
 def test_commands_install_ca_and_hosts_entry_as_root(three_node_run):
@@ -281,10 +283,44 @@ def test_commands_install_ca_and_hosts_entry_as_root(three_node_run):
         create = c.inputs["create"]
         assert "REG_NAME=image-registry" in create and "REG_PORT=5000" in create and "REG_IP=10.96.0.50" in create
         assert ca.splitlines()[1] in create
-        assert "step_hosts" in create and "undo_all" in c.inputs["delete"]
-        assert c.inputs["delete"].startswith("/bin/sh -c ") or c.inputs["delete"].startswith("sudo -n true")
+        assert "REG_ACTION=create" in create and "REG_ACTION=delete" in c.inputs["delete"]
+        assert f"REG_ENTRY={c.name.removeprefix('registry-node-')}" in create
+        assert "REG_STACK=organization/registry/test" in create
+    root = three_node_run.one(COMMAND, "registry-node-cp").inputs
+    assert root["create"].startswith("/bin/sh -c ") and root["delete"].startswith("/bin/sh -c ")
     ubuntu = three_node_run.one(COMMAND, "registry-node-worker-2").inputs
-    assert ubuntu["create"].startswith("sudo -n true") and "sudo -n /bin/sh -c" in ubuntu["create"]
+    assert ubuntu["create"].startswith("sudo -n /bin/sh -c ") and ubuntu["delete"].startswith("sudo -n /bin/sh -c ")
+
+
+def test_command_lines_stay_far_under_what_one_ssh_packet_carries(three_node_run):
+    """The SSH spec guarantees 32 KiB of payload, and Dropbear stops there; the program goes on stdin."""
+    for c in three_node_run.of_type(COMMAND):
+        assert len(c.inputs["create"]) < 4096 and len(c.inputs["delete"]) < 4096
+
+
+def test_what_the_undo_must_know_forces_a_replacement(three_node_run):
+    """Endpoint, owner (stack, node entry) and SSH target (host, port, user) are the triggers."""
+    cp = three_node_run.one(COMMAND, "registry-node-cp").inputs
+    assert cp["triggers"] == [STATE_FORMAT, "image-registry:5000", "organization/registry/test", "cp", "192.168.56.10", 22, "root"]
+    for change, index in (({"port": 5001}, 1), ({"hostname": "reg"}, 1)):
+        run = run_stack({**BASE_CONFIG, **change})
+        assert run.one(COMMAND, "registry-node-cp").inputs["triggers"][index] != cp["triggers"][index], change
+    moved = copy.deepcopy(BASE_CONFIG)
+    moved["nodes"][0]["host"] = "192.168.56.20"
+    assert run_stack(moved).one(COMMAND, "registry-node-cp").inputs["triggers"][4] == "192.168.56.20"
+
+
+def test_a_comment_only_change_of_the_node_script_replaces_nothing(monkeypatch):
+    """A release that rewords node_trust.sh updates the commands in place (create runs again); no replacement."""
+    import registry.node_script as node_script
+
+    state = ProviderState()
+    before = {c.name: c.inputs for c in run_stack(BASE_CONFIG, state).of_type(COMMAND)}
+    monkeypatch.setattr(node_script, "LIBRARY", node_script.LIBRARY.replace("set -eu\n", "# reworded\nset -eu\n", 1))
+    after = {c.name: c.inputs for c in run_stack(BASE_CONFIG, state).of_type(COMMAND)}
+    for name, inputs in before.items():
+        assert after[name]["stdin"] != inputs["stdin"], "the new program reaches the node"
+        assert after[name]["triggers"] == inputs["triggers"], f"{name} would be replaced"
 
 
 def test_commands_wait_for_the_service(three_node_run):
@@ -311,7 +347,8 @@ def test_no_password_in_any_command_or_plain_input_or_output(three_node_run):
             assert secret not in text, f"{resource.urn} carries a secret outside its secret inputs"
     for c in run.of_type(COMMAND):
         for secret in secrets:
-            assert secret not in c.inputs["create"] and secret not in c.inputs["delete"]
+            for text in (c.inputs["create"], c.inputs["delete"], c.inputs["stdin"], json.dumps(c.inputs["triggers"])):
+                assert secret not in text
     for name, value in run.outputs.items():
         if name not in run.secret_outputs:
             assert all(secret not in json.dumps(value) for secret in secrets), name
