@@ -7,6 +7,7 @@ and what would be accepted (pulumi.RunError prints it without a traceback).
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
 import re
@@ -27,6 +28,17 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
 _NODE_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
 _NODE_KEYS = {"name", "host", "port", "user", "runtime"}
+KEYS = frozenset({
+    "hostname", "namespace", "port", "serviceCidr", "clusterIp", "nodePort", "image", "storageSize",
+    "storageClass", "users", "pullSecretNamespaces", "certValidityDays", "nodes", "sshUser", "sshPrivateKey",
+})
+# Namespaces the cluster itself owns: the program creates its namespace and
+# deletes it on destroy, which these must never be.
+CLUSTER_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
+# Names every node's /etc/hosts already gives to the node itself.
+LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
+# The CA's common name is "<hostname> registry CA", and a common name holds at most 64 characters.
+MAX_HOSTNAME = 64 - len(" registry CA")
 
 
 class SettingsError(pulumi.RunError):
@@ -80,21 +92,42 @@ class Settings:
 def load_settings() -> Settings:
     """Read the `registry:` config of the current stack."""
     config = pulumi.Config(CONFIG_NAMESPACE)
-    return parse_settings(config.get, config.get_secret("sshPrivateKey"))
+    return parse_settings(config.get, config.get_secret("sshPrivateKey"), keys=config_keys())
+
+
+def config_keys() -> set[str]:
+    """The keys set in the `registry:` namespace.
+
+    The SDK has no call that lists config; the language host hands the stack's
+    config to the program as this map (pulumi/runtime/config.py), or as PULUMI_CONFIG.
+    """
+    from pulumi.runtime import config as runtime_config
+
+    every = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    prefix = CONFIG_NAMESPACE + ":"
+    return {key[len(prefix):].removeprefix("config:") for key in every if key.startswith(prefix)}
 
 
 def parse_settings(
-    get: Callable[[str], Optional[str]], ssh_private_key: Optional[pulumi.Output[str]] = None
+    get: Callable[[str], Optional[str]],
+    ssh_private_key: Optional[pulumi.Output[str]] = None,
+    keys: Optional[set[str]] = None,
 ) -> Settings:
     """Build Settings from raw config strings; `get(key)` returns None when unset.
 
+    `keys` are the keys the stack sets, checked against the known ones.
     Defaults repeat those in Pulumi.yaml because the CLI alone applies those.
     """
     problems: list[str] = []
+    by_lower = {k.lower(): k for k in KEYS}
+    for key in sorted((keys or set()) - KEYS):
+        close = difflib.get_close_matches(key.lower(), by_lower, n=1, cutoff=0.6)
+        hint = f"did you mean registry:{by_lower[close[0]]}? " if close else ""
+        problems.append(f"registry:{key} is not a setting of this program; {hint}settings: {', '.join(sorted(KEYS))}")
     p = _Parser(get, problems)
 
     hostname = p.hostname("hostname", "image-registry")
-    namespace = p.dns_label("namespace", "registry")
+    namespace = p.own_namespace("namespace", "registry")
     port = p.integer("port", 5000, 1, 65535)
     service_cidr = p.network("serviceCidr", "10.96.0.0/12")
     cluster_ip = p.cluster_ip("clusterIp", service_cidr)
@@ -140,6 +173,16 @@ def _is_ip(value: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _machine(host: str) -> str:
+    """One spelling per machine: DNS names in lower case, addresses in canonical form
+    (an IPv4 address written as IPv6, ::ffff:a.b.c.d, is that IPv4 address)."""
+    if _is_ip(host):
+        address = ipaddress.ip_address(host)
+        mapped = getattr(address, "ipv4_mapped", None)
+        return str(mapped or address)
+    return host.lower()
 
 
 def _url_host(host: str) -> str:
@@ -196,6 +239,13 @@ class _Parser:
     def hostname(self, key: str, default: str) -> str:
         value = self._raw(key) or default
         problem = hostname_problem(value)
+        if not problem and (value in LOCAL_NAMES or value.endswith(".localhost")):
+            problem = "already names the node itself in every node's /etc/hosts"
+        if not problem and len(value) > MAX_HOSTNAME:
+            problem = (
+                f"is {len(value)} characters; at most {MAX_HOSTNAME} fit, so that "
+                "'<hostname> registry CA' fits the 64 characters of a certificate's common name"
+            )
         if problem:
             self._bad(key, repr(value), f"{problem}; expected a lower-case DNS name such as image-registry")
             return default
@@ -215,6 +265,17 @@ class _Parser:
         value = self._raw(key) or default
         if len(value) > 63 or not _DNS_LABEL.match(value):
             self._bad(key, repr(value), "is not a namespace name: lower-case letters, digits and '-', at most 63")
+            return default
+        return value
+
+    def own_namespace(self, key: str, default: str) -> str:
+        value = self.dns_label(key, default)
+        if value in CLUSTER_NAMESPACES:
+            self._bad(
+                key, repr(value),
+                "is a namespace the cluster owns; the program creates its namespace and deletes it on "
+                "destroy, so name a new one, such as registry",
+            )
             return default
         return value
 
@@ -240,6 +301,13 @@ class _Parser:
             return None
         if address in (network.network_address, network.broadcast_address):
             self._bad(key, raw, f"is the network or broadcast address of registry:serviceCidr {network}")
+            return None
+        if address == network.network_address + 1:
+            self._bad(
+                key, raw,
+                f"is the first address of registry:serviceCidr {network}, which the API server's own "
+                "Service (kubernetes.default) takes; choose another free address in the range",
+            )
             return None
         return str(address)
 
@@ -341,8 +409,8 @@ class _Parser:
             elif not _is_ip(host) and hostname_problem(host.lower()):
                 self._bad(f"{where}.host", repr(host), "is neither an IP address nor a DNS name")
                 ok = False
-            elif host in hosts:
-                self._bad(f"{where}.host", repr(host), "is used by another node; node hosts must be unique")
+            elif _machine(host) in hosts:
+                self._bad(f"{where}.host", repr(host), "is the same machine as another node's host; node hosts must be unique")
                 ok = False
             port = entry.get("port", 22)
             if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
@@ -358,8 +426,8 @@ class _Parser:
                 ok = False
             if isinstance(name, str):
                 names.add(name)
-            if isinstance(host, str):
-                hosts.add(host)
+            if isinstance(host, str) and host:
+                hosts.add(_machine(host))
             if ok and not unknown:
                 nodes.append(Node(name=name, host=host, port=port, user=user, runtime=runtime))
         return nodes

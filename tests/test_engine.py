@@ -398,3 +398,24 @@ def test_a_stack_without_a_cluster_ip_gets_one_allocated_by_the_api_server(engin
         destroy = project.destroy()
     assert destroy.code == 0, destroy.text
     assert engine.api.find("/api/v1/namespaces/registry-two") is None
+
+
+def test_a_namespace_that_already_exists_is_refused_by_up_and_left_alone(engine):
+    """The program never takes over a namespace it did not create, which destroy would delete.
+
+    Pulumi.yaml turns server-side apply off for this: it creates by patching,
+    which takes over an existing object without a word (this test saw it do so).
+    """
+    engine.api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                            "metadata": {"name": "taken", "labels": {"owner": "someone"}}})
+    project = EngineProject(engine.bin_dir, engine.root / "taken", engine.cluster.kubeconfig, stack="taken")
+    project.create_stack()
+    Stack(project).configure(serviceCidr=SERVICE_CIDR, namespace="taken", nodePort=30502,
+                             pullSecretNamespaces=["taken"], storageSize="1Gi", users=["admin"])
+    up = project.up()
+    assert up.code != 0 and 'namespaces "taken" already exists' in up.text
+    assert engine.api.items("/api/v1/namespaces/taken/secrets") == []
+    assert project.destroy().code == 0
+    namespace = engine.api.get("/api/v1/namespaces/taken")
+    assert namespace["metadata"]["labels"] == {"owner": "someone", "kubernetes.io/metadata.name": "taken"}
+    assert "deletionTimestamp" not in namespace["metadata"]

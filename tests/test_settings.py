@@ -53,8 +53,9 @@ def test_pulumi_yaml_declares_the_same_defaults_the_code_applies():
         assert spec["type"] in {"string", "integer", "boolean", "array"}, key
         assert spec.get("description"), key
         assert not spec.get("secret"), f"{key}: no secret key may carry a default"
-    # The one key of another namespace: Secrets are updated in place (see the comment there).
-    assert {k: v for k, v in project["config"].items() if ":" in k} == {"kubernetes:enableSecretMutable": True}
+    # pulumi-kubernetes' own keys, each explained where it is set.
+    assert {k: v for k, v in project["config"].items() if ":" in k} == {
+        "kubernetes:enableSecretMutable": True, "kubernetes:enableServerSideApply": False}
 
 
 def test_example_stack_is_a_valid_three_node_config():
@@ -93,6 +94,18 @@ def test_node_defaults_come_from_ssh_user():
         ({"certValidityDays": "826"}, "certValidityDays", "826", "between 1 and 825"),
         ({"storageSize": "lots"}, "storageSize", "'lots'", "Kubernetes quantity"),
         ({"namespace": "My_NS"}, "namespace", "'My_NS'", "namespace name"),
+        ({"namespace": "default"}, "namespace", "'default'", "the cluster owns"),
+        ({"namespace": "kube-system"}, "namespace", "'kube-system'", "the cluster owns"),
+        ({"hostname": "localhost"}, "hostname", "'localhost'", "names the node itself"),
+        ({"hostname": "registry.localhost"}, "hostname", "'registry.localhost'", "names the node itself"),
+        ({"hostname": "r" * 53}, "hostname", "r" * 53, "at most 52 fit"),
+        ({"clusterIp": "10.96.0.1"}, "clusterIp", "10.96.0.1", "the API server's own"),
+        ({"nodes": [{"name": "a", "host": "Node-1.example"}, {"name": "b", "host": "node-1.example"}]},
+         "nodes[1].host", "'node-1.example'", "same machine"),
+        ({"nodes": [{"name": "a", "host": "fd00::1"}, {"name": "b", "host": "fd00:0:0::0001"}]},
+         "nodes[1].host", "'fd00:0:0::0001'", "same machine"),
+        ({"nodes": [{"name": "a", "host": "10.0.0.1"}, {"name": "b", "host": "::ffff:10.0.0.1"}]},
+         "nodes[1].host", "'::ffff:10.0.0.1'", "same machine"),
         ({"pullSecretNamespaces": ["default", "default"]}, "pullSecretNamespaces[1]", "'default'", "listed twice"),
         ({"nodes": [{"name": "a", "host": "10.0.0.1"}, {"name": "a", "host": "10.0.0.2"}]}, "nodes[1].name", "'a'", "unique"),
         ({"nodes": [{"name": "a", "host": "10.0.0.1"}, {"name": "b", "host": "10.0.0.1"}]}, "nodes[1].host", "'10.0.0.1'", "unique"),
@@ -129,3 +142,21 @@ def test_refused_config_registers_no_resource():
 
 def test_settings_repr_never_shows_the_ssh_key():
     assert "key" not in repr(settings_from({"nodes": [{"name": "a", "host": "10.0.0.1"}]})).lower().replace("keys", "")
+
+
+def test_an_unknown_key_is_refused_and_the_likely_one_named():
+    with pytest.raises(SettingsError) as caught:
+        parse_settings({}.get, KEY, keys={"nodeport", "hostname"})
+    message = str(caught.value)
+    assert "registry:nodeport is not a setting of this program; did you mean registry:nodePort?" in message
+    assert "hostname" not in message.split("settings:")[0]
+
+
+def test_an_unknown_key_in_the_stack_stops_the_program_before_any_resource():
+    run = run_stack({**BASE_CONFIG, "clusterIP": "10.96.0.50"})
+    assert isinstance(run.error, SettingsError) and run.resources == []
+    assert "registry:clusterIP is not a setting of this program; did you mean registry:clusterIp?" in str(run.error)
+
+
+def test_a_hostname_of_52_characters_still_fits():
+    assert settings_from({"hostname": "r" * 52}).hostname == "r" * 52
