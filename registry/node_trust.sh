@@ -332,6 +332,8 @@ filter_block() {
   [ "$fb_rc" -eq 0 ] || filter_failed "$2" "$fb_rc"
 }
 
+has_block() { grep -qxF -e "$BEGIN_MARK" -e "$BEGIN_MARK noeol" "$1"; }
+
 # remove_block FILE: takes our block out of FILE; removes FILE when create
 # made it and nothing but our block is left. Returns 0 when FILE changed.
 remove_block() {
@@ -660,7 +662,7 @@ step_verify() {
   sv_ip=$(resolved_ip)
   [ "$sv_ip" = "$REG_IP" ] || die "after create, $REG_NAME resolves to '${sv_ip:-nothing}' here, not $REG_IP"
   while read -r sv_src sv_dest; do
-    case $sv_src in block) grep -qxF "$BEGIN_MARK" "$sv_dest" || die "after create, $sv_dest lacks our block"; continue ;; esac
+    case $sv_src in block) has_block "$sv_dest" || die "after create, $sv_dest lacks our block"; continue ;; esac
     cmp -s "$sv_src" "$sv_dest" || die "after create, $sv_dest does not hold what it should"
   done <"$WORK/desired"
   if [ -n "$STORE" ] && ! bundle_has_ca; then die "after create, $BUNDLE does not hold the registry's CA"; fi

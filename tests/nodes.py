@@ -1,8 +1,8 @@
 """Simulated cluster nodes, reached over real OpenSSH.
 
 A node is a mount namespace in which /etc, /usr/local and /var/lib are
-copy-on-write overlays of this machine's, with its own sshd listening on its
-own loopback address. Scripts arrive over SSH exactly as pulumi-command would
+copy-on-write overlays of this machine's, /run a tmpfs of its own, with its own
+sshd listening on its own loopback address. Scripts arrive over SSH exactly as pulumi-command would
 send them and change only the node's copies. The test reads the node's files
 through /proc/<sshd pid>/root and runs other commands there with nsenter.
 
@@ -114,6 +114,8 @@ class Node:
         boot.write_text(
             "set -e\n"
             + "\n".join(mounts)
+            # A /run of its own, as a machine has: locks and pid files stay in the node.
+            + "\nmount -t tmpfs -o mode=755 tmpfs /run && mkdir -p /run/sshd /run/lock && chmod 1777 /run/lock"
             + "\nmkdir -p /usr/local/sbin\n"
             + f"cat > /usr/local/sbin/systemctl <<'STUB'\n{stub}STUB\n"
             + "chmod 755 /usr/local/sbin/systemctl\n"

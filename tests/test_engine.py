@@ -34,7 +34,7 @@ from tests.engine.project import EngineProject
 from tests.nodes import NEEDED, Node, NodeFactory, diff, make_factory, require_tools
 from tests.oci import write_image
 from tests.registry_server import PodSource, Registry
-from tests.stack import ProviderState, StackRun, config_for, run_stack
+from tests.stack import ProviderState, StackRun, run_stack
 
 # The Service range the API server allocates from, on loopback so that the
 # simulated nodes reach the registry on the Service's address.
