@@ -11,6 +11,7 @@ import difflib
 import ipaddress
 import json
 import re
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -23,14 +24,20 @@ CONFIG_NAMESPACE = "registry"
 DEFAULT_IMAGE = "registry:2.8.3"
 
 RUNTIMES = ("auto", "docker", "containerd", "crio", "k3s")
+STORAGES = ("pvc", "s3")
+MAX_REPLICAS = 20
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
 _NODE_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
 _NODE_KEYS = {"name", "host", "port", "user", "runtime"}
+_S3_KEYS = {"bucket", "endpoint", "region", "forcePathStyle", "rootDirectory", "redirect"}
+# S3's bucket naming rules, the part every S3 API enforces.
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 KEYS = frozenset({
     "hostname", "namespace", "port", "serviceCidr", "clusterIp", "nodePort", "image", "storageSize",
     "storageClass", "users", "pullSecretNamespaces", "certValidityDays", "nodes", "sshUser", "sshPrivateKey",
+    "storage", "replicas", "s3", "s3AccessKeyId", "s3SecretAccessKey",
 })
 # Namespaces the cluster itself owns: the program creates its namespace and
 # deletes it on destroy, which these must never be.
@@ -59,6 +66,21 @@ class Node:
 
 
 @dataclass(frozen=True)
+class S3:
+    """Object storage for the registry's data (the registry's s3 storage driver)."""
+
+    bucket: str
+    region: str
+    endpoint: Optional[str]
+    force_path_style: bool
+    root_directory: Optional[str]
+    redirect: bool
+    # With it, the secret key is in Settings.s3_secret_access_key; without
+    # both, the pod's own cloud identity is used.
+    access_key_id: Optional[str]
+
+
+@dataclass(frozen=True)
 class Settings:
     hostname: str
     namespace: str
@@ -74,8 +96,12 @@ class Settings:
     cert_validity_days: int
     nodes: tuple[Node, ...]
     ssh_user: str
-    # Secret: kept out of every repr and component input.
+    storage: str
+    replicas: int
+    s3: Optional[S3]
+    # Secrets: kept out of every repr and component input.
     ssh_private_key: Optional[pulumi.Output[str]] = None
+    s3_secret_access_key: Optional[pulumi.Output[str]] = None
 
     @property
     def endpoint(self) -> str:
@@ -92,7 +118,10 @@ class Settings:
 def load_settings() -> Settings:
     """Read the `registry:` config of the current stack."""
     config = pulumi.Config(CONFIG_NAMESPACE)
-    return parse_settings(config.get, config.get_secret("sshPrivateKey"), keys=config_keys())
+    return parse_settings(
+        config.get, config.get_secret("sshPrivateKey"), keys=config_keys(),
+        s3_secret_access_key=config.get_secret("s3SecretAccessKey"),
+    )
 
 
 def config_keys() -> set[str]:
@@ -112,6 +141,7 @@ def parse_settings(
     get: Callable[[str], Optional[str]],
     ssh_private_key: Optional[pulumi.Output[str]] = None,
     keys: Optional[set[str]] = None,
+    s3_secret_access_key: Optional[pulumi.Output[str]] = None,
 ) -> Settings:
     """Build Settings from raw config strings; `get(key)` returns None when unset.
 
@@ -140,6 +170,14 @@ def parse_settings(
     validity = p.integer("certValidityDays", 365, 1, 825)
     ssh_user = p.user_name("sshUser", "root")
     nodes = p.nodes("nodes", ssh_user or "root")
+    storage = p.choice("storage", "pvc", STORAGES)
+    replicas = p.integer("replicas", 1, 1, MAX_REPLICAS)
+    if replicas > 1 and storage == "pvc":
+        problems.append(
+            f"registry:replicas {replicas} needs registry:storage s3: storage pvc is one ReadWriteOnce "
+            "volume, which only one pod can use"
+        )
+    s3 = p.s3("s3", storage, has_secret_key=s3_secret_access_key is not None)
     if nodes and ssh_private_key is None:
         problems.append(
             f"registry:sshPrivateKey is not set, but registry:nodes lists {len(nodes)} node(s); "
@@ -163,7 +201,11 @@ def parse_settings(
         cert_validity_days=validity,
         nodes=tuple(nodes),
         ssh_user=ssh_user,
+        storage=storage,
+        replicas=replicas,
+        s3=s3,
         ssh_private_key=ssh_private_key,
+        s3_secret_access_key=s3_secret_access_key if s3 is not None else None,
     )
 
 
@@ -310,6 +352,66 @@ class _Parser:
             )
             return None
         return str(address)
+
+    def choice(self, key: str, default: str, accepted: tuple[str, ...]) -> str:
+        value = self._raw(key) or default
+        if value not in accepted:
+            self._bad(key, repr(value), f"must be one of {', '.join(accepted)}")
+            return default
+        return value
+
+    def s3(self, key: str, storage: str, has_secret_key: bool) -> Optional[S3]:
+        raw = self._raw(key)
+        access_key_id = self._raw("s3AccessKeyId")
+        if storage != "s3":
+            for given, name in ((raw, key), (access_key_id, "s3AccessKeyId"), (has_secret_key or None, "s3SecretAccessKey")):
+                if given is not None:
+                    self.problems.append(f"registry:{name} is set, but registry:storage is {storage}; set registry:storage s3 to use it")
+            return None
+        if raw is None:
+            self._bad(key, "(unset)", "is required with registry:storage s3: an object with at least a bucket, such as {bucket: registry}")
+            return None
+        try:
+            value = json.loads(raw) if isinstance(raw, str) else raw
+        except ValueError:
+            value = raw
+        if not isinstance(value, dict):
+            self._bad(key, repr(raw), f"must be an object {{{', '.join(sorted(_S3_KEYS))}}}")
+            return None
+        count = len(self.problems)
+        unknown = sorted(set(value) - _S3_KEYS)
+        if unknown:
+            self._bad(key, json.dumps(value), f"has unknown keys {unknown}; accepted: {sorted(_S3_KEYS)}")
+        bucket = value.get("bucket")
+        if not isinstance(bucket, str) or not _BUCKET.match(bucket):
+            self._bad(f"{key}.bucket", json.dumps(bucket), "is required: a bucket name of 3-63 lower-case letters, digits, '.' and '-'")
+        endpoint = value.get("endpoint")
+        if endpoint is not None:
+            url = urllib.parse.urlsplit(endpoint) if isinstance(endpoint, str) else None
+            if url is None or url.scheme not in ("http", "https") or not url.hostname:
+                self._bad(f"{key}.endpoint", json.dumps(endpoint), "must be an http:// or https:// URL, such as https://minio.example.internal:9000")
+        region = value.get("region", "us-east-1")
+        if not isinstance(region, str) or not region or any(c.isspace() for c in region):
+            self._bad(f"{key}.region", json.dumps(region), "must be a region name such as us-east-1")
+        root = value.get("rootDirectory")
+        if root is not None and (not isinstance(root, str) or not root.startswith("/") or any(c.isspace() for c in root)):
+            self._bad(f"{key}.rootDirectory", json.dumps(root), "must be a path starting with '/', such as /registry")
+        flags = {}
+        for flag, default in (("forcePathStyle", endpoint is not None), ("redirect", False)):
+            flags[flag] = value.get(flag, default)
+            if not isinstance(flags[flag], bool):
+                self._bad(f"{key}.{flag}", json.dumps(flags[flag]), "must be true or false")
+        if (access_key_id is None) != (not has_secret_key):
+            given, missing = ("s3AccessKeyId", "s3SecretAccessKey") if access_key_id else ("s3SecretAccessKey", "s3AccessKeyId")
+            self.problems.append(
+                f"registry:{given} is set without registry:{missing}; give both, or neither to use the pod's own identity"
+            )
+        if len(self.problems) > count:
+            return None
+        return S3(
+            bucket=bucket, region=region, endpoint=endpoint, force_path_style=flags["forcePathStyle"],
+            root_directory=root, redirect=flags["redirect"], access_key_id=access_key_id,
+        )
 
     def image(self, key: str, default: str) -> str:
         value = self._raw(key) or default

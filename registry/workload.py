@@ -20,8 +20,15 @@ AUTH_DIR = "/auth"
 DATA_DIR = "/var/lib/registry"
 TLS_SECRET = "registry-tls"
 AUTH_SECRET = "registry-auth"
+S3_SECRET = "registry-s3"
 DATA_CLAIM = "registry-data"
 CONFIG_DIGEST_ANNOTATION = "registry.pulumi.com/config-digest"
+# The registry's storage-driver health check (on in the image's config.yml too,
+# set here so that it holds whatever the image): once it fails this many times
+# in a row, every request gets 503, the probes fail and the Service stops
+# sending traffic to a pod that cannot reach its bucket.
+HEALTH_INTERVAL = "10s"
+HEALTH_THRESHOLD = "3"
 
 
 def labels(settings: Settings) -> dict[str, str]:
@@ -37,7 +44,7 @@ def registry_env(settings: Settings) -> list[dict]:
         {"name": "REGISTRY_AUTH", "value": "htpasswd"},
         {"name": "REGISTRY_AUTH_HTPASSWD_REALM", "value": f"{settings.hostname} registry"},
         {"name": "REGISTRY_AUTH_HTPASSWD_PATH", "value": f"{AUTH_DIR}/htpasswd"},
-        {"name": "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", "value": DATA_DIR},
+        *storage_env(settings),
         {"name": "REGISTRY_STORAGE_DELETE_ENABLED", "value": "true"},
         {
             # Signs upload state; a random one per pod would break resumed uploads.
@@ -45,6 +52,43 @@ def registry_env(settings: Settings) -> list[dict]:
             "valueFrom": {"secretKeyRef": {"name": AUTH_SECRET, "key": "http-secret"}},
         },
     ]
+
+
+def storage_env(settings: Settings) -> list[dict]:
+    """Where the registry keeps its data: the claim's folder, or a bucket."""
+    s3 = settings.s3
+    if s3 is None:
+        return [{"name": "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", "value": DATA_DIR}]
+    env = [
+        # Replaces the image config's `filesystem` driver with `s3`.
+        {"name": "REGISTRY_STORAGE", "value": "s3"},
+        {"name": "REGISTRY_STORAGE_S3_BUCKET", "value": s3.bucket},
+        {"name": "REGISTRY_STORAGE_S3_REGION", "value": s3.region},
+        {"name": "REGISTRY_STORAGE_S3_FORCEPATHSTYLE", "value": str(s3.force_path_style).lower()},
+    ]
+    if s3.endpoint:
+        env += [
+            {"name": "REGISTRY_STORAGE_S3_REGIONENDPOINT", "value": s3.endpoint},
+            {"name": "REGISTRY_STORAGE_S3_SECURE", "value": str(s3.endpoint.startswith("https://")).lower()},
+        ]
+    if s3.root_directory:
+        env.append({"name": "REGISTRY_STORAGE_S3_ROOTDIRECTORY", "value": s3.root_directory})
+    if s3.access_key_id:
+        # From a Secret, never a plain value: a Deployment's env is readable by
+        # anyone who may read Deployments.
+        env += [
+            {"name": "REGISTRY_STORAGE_S3_ACCESSKEY", "valueFrom": {"secretKeyRef": {"name": S3_SECRET, "key": "access-key-id"}}},
+            {"name": "REGISTRY_STORAGE_S3_SECRETKEY", "valueFrom": {"secretKeyRef": {"name": S3_SECRET, "key": "secret-access-key"}}},
+        ]
+    if not s3.redirect:
+        # Blobs flow through the registry: nodes never need to reach the bucket.
+        env.append({"name": "REGISTRY_STORAGE_REDIRECT_DISABLE", "value": "true"})
+    env += [
+        {"name": "REGISTRY_HEALTH_STORAGEDRIVER_ENABLED", "value": "true"},
+        {"name": "REGISTRY_HEALTH_STORAGEDRIVER_INTERVAL", "value": HEALTH_INTERVAL},
+        {"name": "REGISTRY_HEALTH_STORAGEDRIVER_THRESHOLD", "value": HEALTH_THRESHOLD},
+    ]
+    return env
 
 
 def pod_spec(settings: Settings) -> dict:
@@ -66,7 +110,7 @@ def pod_spec(settings: Settings) -> dict:
                 "volumeMounts": [
                     {"name": "tls", "mountPath": CERTS_DIR, "readOnly": True},
                     {"name": "auth", "mountPath": AUTH_DIR, "readOnly": True},
-                    {"name": "data", "mountPath": DATA_DIR},
+                    *([{"name": "data", "mountPath": DATA_DIR}] if settings.s3 is None else []),
                     {"name": "tmp", "mountPath": "/tmp"},
                 ],
                 "readinessProbe": {**probe, "periodSeconds": 5, "failureThreshold": 3},
@@ -93,19 +137,36 @@ def pod_spec(settings: Settings) -> dict:
                     "defaultMode": 0o440,
                 },
             },
-            {"name": "data", "persistentVolumeClaim": {"claimName": DATA_CLAIM}},
+            *([{"name": "data", "persistentVolumeClaim": {"claimName": DATA_CLAIM}}] if settings.s3 is None else []),
             {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
         ],
+        # Replicas on different nodes, where there are enough: a node drain
+        # then takes one of them, not all.
+        **({"topologySpreadConstraints": [{
+            "maxSkew": 1,
+            "topologyKey": "kubernetes.io/hostname",
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": labels(settings)},
+        }]} if settings.s3 is not None else {}),
     }
 
 
-def config_digest(htpasswd: str, cert_pem: str) -> str:
-    """Changes whenever the pod's mounted credentials or certificate change.
+def deployment_strategy(settings: Settings) -> dict:
+    if settings.s3 is None:
+        # One ReadWriteOnce volume: the old pod must let go before the new one starts.
+        return {"type": "Recreate"}
+    # Shared storage: a new pod is Ready before an old one goes, so pulls never stop.
+    return {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+
+
+def config_digest(htpasswd: str, cert_pem: str, *more: str) -> str:
+    """Changes whenever the pod's mounted credentials or certificate change, or
+    what else it reads only at start (`more`: the S3 keys, read into its env).
 
     Secret volumes update in place, but the registry reads htpasswd and the
     certificate only at start, so the pods must roll.
     """
-    return hashlib.sha256((htpasswd + "\0" + cert_pem).encode()).hexdigest()
+    return hashlib.sha256("\0".join((htpasswd, cert_pem, *more)).encode()).hexdigest()
 
 
 @dataclass
@@ -153,46 +214,48 @@ class Workload(pulumi.ComponentResource):
             string_data={"htpasswd": args.htpasswd, "http-secret": args.http_secret},
             opts=in_ns,
         )
-        claim_spec: dict = {
-            "accessModes": ["ReadWriteOnce"],
-            "resources": {"requests": {"storage": settings.storage_size}},
-        }
-        if settings.storage_class:
-            claim_spec["storageClassName"] = settings.storage_class
-        claim = k8s.core.v1.PersistentVolumeClaim(
-            f"{name}-data",
-            metadata={
-                "name": DATA_CLAIM,
-                "namespace": ns,
-                "labels": app_labels,
-                # A claim bound by WaitForFirstConsumer stays Pending until the
-                # Deployment exists; do not wait for it here.
-                "annotations": {"pulumi.com/skipAwait": "true"},
-            },
-            spec=claim_spec,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.namespace]),
-        )
+        storage: list[pulumi.Resource] = []
+        s3_keys: list[pulumi.Input[str]] = []
+        if settings.s3 is None:
+            storage.append(self._claim(name, settings, app_labels))
+        elif settings.s3.access_key_id:
+            s3_keys = [settings.s3.access_key_id, settings.s3_secret_access_key]
+            storage.append(k8s.core.v1.Secret(
+                f"{name}-s3",
+                metadata={"name": S3_SECRET, "namespace": ns, "labels": app_labels},
+                type="Opaque",
+                string_data={"access-key-id": s3_keys[0], "secret-access-key": s3_keys[1]},
+                opts=in_ns,
+            ))
 
         # A digest reveals nothing of what it hashes (bcrypt hashes of ~190-bit
-        # passwords and a public certificate), so it stays readable in diffs.
+        # passwords, a public certificate, S3 keys), so it stays readable in diffs.
         digest = pulumi.Output.unsecret(
-            pulumi.Output.all(args.htpasswd, args.server_cert_pem).apply(lambda v: config_digest(v[0], v[1]))
+            pulumi.Output.all(args.htpasswd, args.server_cert_pem, *s3_keys).apply(lambda v: config_digest(*v))
         )
         k8s.apps.v1.Deployment(
             f"{name}-deployment",
             metadata={"name": "registry", "namespace": ns, "labels": app_labels},
             spec={
-                "replicas": 1,
-                # One ReadWriteOnce volume: the old pod must let go before the new one starts.
-                "strategy": {"type": "Recreate"},
+                "replicas": settings.replicas,
+                "strategy": deployment_strategy(settings),
                 "selector": {"matchLabels": app_labels},
                 "template": {
                     "metadata": {"labels": app_labels, "annotations": {CONFIG_DIGEST_ANNOTATION: digest}},
                     "spec": pod_spec(settings),
                 },
             },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[tls_secret, auth_secret, claim]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[tls_secret, auth_secret, *storage]),
         )
+        if settings.replicas > 1:
+            # A drain or an upgrade of the nodes never takes the last serving pod.
+            # (With one replica it would block every drain, so there is none.)
+            k8s.policy.v1.PodDisruptionBudget(
+                f"{name}-disruption-budget",
+                metadata={"name": "registry", "namespace": ns, "labels": app_labels},
+                spec={"minAvailable": 1, "selector": {"matchLabels": app_labels}},
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.namespace]),
+            )
 
         service_spec: dict = {
             "type": "NodePort",
@@ -219,3 +282,24 @@ class Workload(pulumi.ComponentResource):
         )
         self.cluster_ip = self.service.spec.cluster_ip
         self.register_outputs({"clusterIp": self.cluster_ip})
+
+    def _claim(self, name: str, settings: Settings, app_labels: dict[str, str]) -> k8s.core.v1.PersistentVolumeClaim:
+        claim_spec: dict = {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": settings.storage_size}},
+        }
+        if settings.storage_class:
+            claim_spec["storageClassName"] = settings.storage_class
+        return k8s.core.v1.PersistentVolumeClaim(
+            f"{name}-data",
+            metadata={
+                "name": DATA_CLAIM,
+                "namespace": settings.namespace,
+                "labels": app_labels,
+                # A claim bound by WaitForFirstConsumer stays Pending until the
+                # Deployment exists; do not wait for it here.
+                "annotations": {"pulumi.com/skipAwait": "true"},
+            },
+            spec=claim_spec,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.namespace]),
+        )

@@ -24,9 +24,21 @@ def objects():
     return found
 
 
+@pytest.fixture(scope="module")
+def s3_objects():
+    run = run_stack({**BASE_CONFIG, "storage": "s3", "replicas": 3, "s3": {"bucket": "registry", "endpoint": "http://minio:9000"},
+                     "s3AccessKeyId": "AK", "s3SecretAccessKey": "SK"})
+    assert run.error is None, run.error
+    found = manifests(run)
+    kinds = sorted(inputs["kind"] for _, inputs in found)
+    assert kinds == ["Deployment", "Namespace", "PodDisruptionBudget", "Secret", "Secret", "Secret", "Secret", "Secret", "Service"]
+    return found
+
+
 @pytest.mark.parametrize("version", SUPPORTED)
-def test_every_object_validates_strictly(objects, version):
-    for urn, manifest in objects:
+@pytest.mark.parametrize("storage", ["pvc", "s3"])
+def test_every_object_validates_strictly(objects, s3_objects, storage, version):
+    for urn, manifest in objects if storage == "pvc" else s3_objects:
         try:
             kubernetes_validate.validate(manifest, version, strict=True)
         except kubernetes_validate.ValidationError as error:

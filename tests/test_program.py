@@ -18,7 +18,7 @@ from registry.node_script import program as program_text
 from registry.pull_secrets import PULL_SECRET_NAME
 from registry.workload import CONFIG_DIGEST_ANNOTATION
 from tests.conftest import BASE_CONFIG
-from tests.stack import ProviderState, run_stack
+from tests.stack import ROOT, ProviderState, run_stack
 
 OUTPUT_NAMES = {
     "endpoint", "externalEndpoints", "clusterIp", "username", "password", "credentials",
@@ -406,3 +406,106 @@ def test_no_nodes_means_no_commands_and_no_ssh_key_needed():
     assert run.error is None and run.of_type(COMMAND) == []
     assert run.outputs["externalEndpoints"] == []
     assert "docker login image-registry:5000" in run.outputs["loginCommand"]
+
+
+# ---- storage -----------------------------------------------------------------------------
+
+def kubernetes_objects(run) -> list[dict]:
+    """The run's Kubernetes objects, generated values (keys, passwords, their digest) blanked."""
+    found = []
+    for resource in run.resources:
+        if not resource.type.startswith("kubernetes:"):
+            continue
+        inputs = copy.deepcopy(resource.inputs)
+        if "stringData" in inputs:
+            inputs["stringData"] = {key: "<generated>" for key in inputs["stringData"]}
+        annotations = inputs.get("spec", {}).get("template", {}).get("metadata", {}).get("annotations", {})
+        if CONFIG_DIGEST_ANNOTATION in annotations:
+            annotations[CONFIG_DIGEST_ANNOTATION] = "<generated>"
+        found.append({"type": resource.type, "name": resource.name, "inputs": inputs})
+    return found
+
+
+def test_the_pvc_storage_objects_are_exactly_those_before_s3_existed(three_node_run):
+    """tests/golden/pvc_objects.json was written from the program before storage: s3 was added."""
+    golden = json.loads((ROOT / "tests" / "golden" / "pvc_objects.json").read_text())
+    now = json.loads(json.dumps(kubernetes_objects(three_node_run), sort_keys=True))
+    by_name = lambda objects: sorted(objects, key=lambda o: (o["type"], o["name"]))  # noqa: E731
+    assert by_name(now) == by_name(golden)
+
+
+S3_CONFIG = {
+    **BASE_CONFIG,
+    "storage": "s3",
+    "replicas": 2,
+    "s3": {"bucket": "registry", "endpoint": "https://minio.example.internal:9000", "rootDirectory": "/images"},
+    "s3AccessKeyId": "AKIAREGISTRY",
+    "s3SecretAccessKey": "s3-secret-key-not-real",
+}
+
+
+@pytest.fixture
+def s3_run():
+    run = run_stack(S3_CONFIG)
+    assert run.error is None, run.error
+    return run
+
+
+def test_s3_storage_has_no_claim_and_reads_the_bucket_settings(s3_run):
+    assert s3_run.of_type("kubernetes:core/v1:PersistentVolumeClaim") == []
+    env = env_of(s3_run)
+    assert env["REGISTRY_STORAGE"] == "s3" and "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY" not in env
+    assert (env["REGISTRY_STORAGE_S3_BUCKET"], env["REGISTRY_STORAGE_S3_REGION"]) == ("registry", "us-east-1")
+    assert env["REGISTRY_STORAGE_S3_REGIONENDPOINT"] == "https://minio.example.internal:9000"
+    assert (env["REGISTRY_STORAGE_S3_SECURE"], env["REGISTRY_STORAGE_S3_FORCEPATHSTYLE"]) == ("true", "true")
+    assert env["REGISTRY_STORAGE_S3_ROOTDIRECTORY"] == "/images"
+    assert env["REGISTRY_STORAGE_REDIRECT_DISABLE"] == "true", "blobs go through the registry, not the bucket"
+    assert env["REGISTRY_HEALTH_STORAGEDRIVER_ENABLED"] == "true"
+    assert env["REGISTRY_HTTP_SECRET"] == {"secretKeyRef": {"name": "registry-auth", "key": "http-secret"}}
+    mounts = {m["name"] for m in container(s3_run)["volumeMounts"]}
+    assert mounts == {"tls", "auth", "tmp"}
+
+
+def test_s3_keys_come_from_a_secret_and_never_as_plain_values(s3_run):
+    env = env_of(s3_run)
+    assert env["REGISTRY_STORAGE_S3_ACCESSKEY"] == {"secretKeyRef": {"name": "registry-s3", "key": "access-key-id"}}
+    assert env["REGISTRY_STORAGE_S3_SECRETKEY"] == {"secretKeyRef": {"name": "registry-s3", "key": "secret-access-key"}}
+    keys = s3_run.one(SECRET, "registry-s3")
+    assert keys.inputs["stringData"]["secret-access-key"] == S3_CONFIG["s3SecretAccessKey"]
+    assert "stringData" in keys.secret_paths
+    for resource in s3_run.resources:
+        if resource.name != "registry-s3":
+            assert S3_CONFIG["s3SecretAccessKey"] not in json.dumps(resource.inputs), resource.urn
+    assert S3_CONFIG["s3SecretAccessKey"] not in json.dumps(s3_run.outputs)
+
+
+def test_s3_replicas_roll_without_a_gap_spread_over_nodes_and_keep_one_through_drains(s3_run):
+    spec = deployment(s3_run)["spec"]
+    assert spec["replicas"] == 2
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+    (spread,) = spec["template"]["spec"]["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "kubernetes.io/hostname" and spread["labelSelector"] == {"matchLabels": spec["selector"]["matchLabels"]}
+    budget = s3_run.one("kubernetes:policy/v1:PodDisruptionBudget").inputs["spec"]
+    assert budget == {"minAvailable": 1, "selector": spec["selector"]}
+
+
+def test_one_s3_replica_has_no_disruption_budget_that_would_block_every_drain():
+    run = run_stack({**S3_CONFIG, "replicas": 1})
+    assert run.of_type("kubernetes:policy/v1:PodDisruptionBudget") == []
+
+
+def test_s3_without_keys_uses_the_pods_identity():
+    config = {k: v for k, v in S3_CONFIG.items() if not k.startswith("s3A") and not k.startswith("s3S")}
+    run = run_stack({**config, "s3": {"bucket": "registry"}})
+    env = env_of(run)
+    assert "REGISTRY_STORAGE_S3_ACCESSKEY" not in env
+    assert "registry-s3" not in {secret.name for secret in run.of_type(SECRET)}
+    assert "REGISTRY_STORAGE_S3_REGIONENDPOINT" not in env and env["REGISTRY_STORAGE_S3_FORCEPATHSTYLE"] == "false"
+
+
+def test_new_s3_keys_roll_the_pods():
+    state = ProviderState()
+    before = run_stack(S3_CONFIG, state)
+    after = run_stack({**S3_CONFIG, "s3SecretAccessKey": "rotated-secret-key"}, state)
+    digest = lambda run: deployment(run)["spec"]["template"]["metadata"]["annotations"][CONFIG_DIGEST_ANNOTATION]  # noqa: E731
+    assert digest(before) != digest(after)

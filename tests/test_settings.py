@@ -47,6 +47,7 @@ def test_pulumi_yaml_declares_the_same_defaults_the_code_applies():
         "storageSize": code.storage_size, "users": list(code.users),
         "pullSecretNamespaces": list(code.pull_secret_namespaces),
         "certValidityDays": code.cert_validity_days, "sshUser": code.ssh_user,
+        "storage": code.storage, "replicas": code.replicas,
     }
     assert {k: v["default"] for k, v in declared.items()} == expected
     for key, spec in declared.items():
@@ -95,6 +96,18 @@ def test_node_defaults_come_from_ssh_user():
         ({"storageSize": "lots"}, "storageSize", "'lots'", "Kubernetes quantity"),
         ({"namespace": "My_NS"}, "namespace", "'My_NS'", "namespace name"),
         ({"namespace": "default"}, "namespace", "'default'", "the cluster owns"),
+        ({"storage": "nfs"}, "storage", "'nfs'", "must be one of pvc, s3"),
+        ({"replicas": "2"}, "replicas", "2", "needs registry:storage s3"),
+        ({"replicas": "0"}, "replicas", "0", "between 1 and 20"),
+        ({"storage": "s3"}, "s3", "(unset)", "is required with registry:storage s3"),
+        ({"storage": "s3", "s3": {"region": "eu-west-1"}}, "s3.bucket", "null", "is required"),
+        ({"storage": "s3", "s3": {"bucket": "Reg_Istry"}}, "s3.bucket", '"Reg_Istry"', "lower-case"),
+        ({"storage": "s3", "s3": {"bucket": "registry", "endpoint": "minio:9000"}}, "s3.endpoint", '"minio:9000"', "http:// or https://"),
+        ({"storage": "s3", "s3": {"bucket": "registry", "endpoint": "ftp://minio"}}, "s3.endpoint", '"ftp://minio"', "http:// or https://"),
+        ({"storage": "s3", "s3": {"bucket": "registry", "redirect": "no"}}, "s3.redirect", '"no"', "true or false"),
+        ({"storage": "s3", "s3": {"bucket": "registry", "rootdir": "/x"}}, "s3", "rootdir", "unknown keys"),
+        ({"storage": "s3", "s3": {"bucket": "registry"}, "s3AccessKeyId": "AK"}, "s3AccessKeyId", "without", "registry:s3SecretAccessKey"),
+        ({"s3": {"bucket": "registry"}}, "s3", "is set", "registry:storage is pvc"),
         ({"namespace": "kube-system"}, "namespace", "'kube-system'", "the cluster owns"),
         ({"hostname": "localhost"}, "hostname", "'localhost'", "names the node itself"),
         ({"hostname": "registry.localhost"}, "hostname", "'registry.localhost'", "names the node itself"),
@@ -160,3 +173,16 @@ def test_an_unknown_key_in_the_stack_stops_the_program_before_any_resource():
 
 def test_a_hostname_of_52_characters_still_fits():
     assert settings_from({"hostname": "r" * 52}).hostname == "r" * 52
+
+
+def test_s3_defaults_follow_the_endpoint():
+    aws = settings_from({"storage": "s3", "s3": {"bucket": "registry"}}).s3
+    assert (aws.region, aws.endpoint, aws.force_path_style, aws.redirect, aws.access_key_id) == ("us-east-1", None, False, False, None)
+    minio = settings_from({"storage": "s3", "replicas": "3", "s3": {"bucket": "registry", "endpoint": "https://minio:9000"}})
+    assert minio.s3.force_path_style is True and minio.replicas == 3
+
+
+def test_s3_secret_key_without_access_key_is_refused():
+    with pytest.raises(SettingsError) as caught:
+        parse_settings({"storage": "s3", "s3": '{"bucket": "registry"}'}.get, None, s3_secret_access_key=KEY)
+    assert "registry:s3SecretAccessKey is set without registry:s3AccessKeyId" in str(caught.value)
