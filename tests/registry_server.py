@@ -86,14 +86,17 @@ class PodSource:
 class Registry:
     """The registry pod, as a process on this machine."""
 
-    def __init__(self, source: PodSource, root: Path):
+    def __init__(self, source: PodSource, root: Path, address: Optional[str] = None):
+        """`address`: where to listen instead of the Service's clusterIP (a replica's own, say)."""
         self.root = root
         self.secrets = source.secrets
         pod = source.deployment["spec"]["template"]["spec"]
         (self.container,) = pod["containers"]
         self.volumes = {v["name"]: v for v in pod["volumes"]}
         port = source.service["spec"]["ports"][0]
-        self.host = source.cluster_ip
+        self.host = address or source.cluster_ip
+        # The name clients dial (the program labels its objects with it); a SAN of the server certificate.
+        self.name = source.deployment["metadata"]["labels"]["app.kubernetes.io/instance"]
         self.port = int(port["port"])
         target = int({p["name"]: p["containerPort"] for p in self.container["ports"]}[port["targetPort"]])
         self.env = self._env(target)
@@ -167,7 +170,7 @@ class Registry:
             try:
                 with socket.create_connection((self.host, self.port), timeout=1) as sock:
                     if context:
-                        context.wrap_socket(sock, server_hostname=self.host).close()
+                        context.wrap_socket(sock, server_hostname=self.name).close()
                 return
             except OSError:
                 time.sleep(0.05)
