@@ -419,3 +419,31 @@ def test_a_namespace_that_already_exists_is_refused_by_up_and_left_alone(engine)
     namespace = engine.api.get("/api/v1/namespaces/taken")
     assert namespace["metadata"]["labels"] == {"owner": "someone", "kubernetes.io/metadata.name": "taken"}
     assert "deletionTimestamp" not in namespace["metadata"]
+
+
+def test_storage_s3_with_two_replicas_runs_two_pods_on_two_nodes_with_a_budget_and_no_claim(engine):
+    """The real scheduler honours the spread, and the Deployment's await waits for both pods."""
+    project = EngineProject(engine.bin_dir, engine.root / "s3", engine.cluster.kubeconfig, stack="s3")
+    project.create_stack()
+    Stack(project).configure(
+        serviceCidr=SERVICE_CIDR, namespace="registry-s3", nodePort=30503, pullSecretNamespaces=["registry-s3"],
+        users=["admin"], storage="s3", replicas=2,
+        s3={"bucket": "registry", "endpoint": "http://127.0.0.1:9"},
+        s3AccessKeyId="registry-access-key", s3SecretAccessKey="registry-secret-key",
+    )
+    up = project.up()
+    try:
+        assert up.code == 0, up.text
+        pods = engine.api.items("/api/v1/namespaces/registry-s3/pods")
+        assert len(pods) == 2 and all(p["status"]["phase"] == "Running" for p in pods)
+        assert {p["spec"]["nodeName"] for p in pods} == set(engine.cluster.node_names)
+        budget = engine.api.get("/apis/policy/v1/namespaces/registry-s3/poddisruptionbudgets/registry")
+        assert budget["spec"]["minAvailable"] == 1
+        assert engine.api.items("/api/v1/namespaces/registry-s3/persistentvolumeclaims") == []
+        keys = secret_text(engine, "registry-s3", "registry-s3")
+        assert keys == {"access-key-id": "registry-access-key", "secret-access-key": "registry-secret-key"}
+        assert "registry-secret-key" not in project.export()
+    finally:
+        destroy = project.destroy()
+    assert destroy.code == 0, destroy.text
+    assert engine.api.find("/api/v1/namespaces/registry-s3") is None
