@@ -86,9 +86,11 @@ class PodSource:
 class Registry:
     """The registry pod, as a process on this machine."""
 
-    def __init__(self, source: PodSource, root: Path, address: Optional[str] = None):
-        """`address`: where to listen instead of the Service's clusterIP (a replica's own, say)."""
+    def __init__(self, source: PodSource, root: Path, address: Optional[str] = None, binary: str = "docker-registry"):
+        """`address`: where to listen instead of the Service's clusterIP (a replica's own, say);
+        `binary`: another build of the distribution registry (3.x, say)."""
         self.root = root
+        self.binary = binary
         self.secrets = source.secrets
         pod = source.deployment["spec"]["template"]["spec"]
         (self.container,) = pod["containers"]
@@ -155,7 +157,7 @@ class Registry:
         env.update(extra_env or {})
         self.log = open(self.root / "registry.log", "ab")
         self.process = subprocess.Popen(
-            ["docker-registry", "serve", str(self.path(IMAGE_CONFIG_PATH))],
+            [self.binary, "serve", str(self.path(IMAGE_CONFIG_PATH))],
             env={"PATH": os.environ["PATH"], **env}, stdout=self.log, stderr=subprocess.STDOUT,
         )
         self.wait_ready(tls="REGISTRY_HTTP_TLS_CERTIFICATE" in env)
