@@ -43,7 +43,9 @@ def skopeo_copy(src: str, dest: str, cert_dir: Path, authfile: Path) -> float:
     args = ["skopeo", "copy", "--quiet", "--src-cert-dir", str(cert_dir), "--dest-cert-dir", str(cert_dir),
             "--src-authfile", str(authfile), "--dest-authfile", str(authfile)]
     started = time.perf_counter()
-    subprocess.run(args + [src, dest], check=True, capture_output=True)
+    result = subprocess.run(args + [src, dest], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"skopeo copy {src} {dest}: {result.stderr}")
     return time.perf_counter() - started
 
 
@@ -123,6 +125,7 @@ def main() -> None:
     store = SeaweedFS(work / "seaweedfs")
     try:
         store.start()
+        store.create_bucket("bench")
         s3 = {"storage": "s3", "s3AccessKeyId": store.access_key, "s3SecretAccessKey": store.secret_key}
         rows: list[tuple[str, float]] = []
         concurrency: list[tuple[str, float]] = []
@@ -130,14 +133,12 @@ def main() -> None:
         for version, binary in versions.items():
             setups = {
                 "filesystem, one replica": ({}, 1),
-                "SeaweedFS S3, one replica": ({**s3, "s3": {"bucket": "one", "endpoint": store.endpoint}}, 1),
-                "SeaweedFS S3, two replicas (push to one, pull from the other)": (
-                    {**s3, "replicas": 2, "s3": {"bucket": "two", "endpoint": store.endpoint}}, 2),
+                "SeaweedFS S3, one replica": ({**s3, "s3": {}}, 1),
+                "SeaweedFS S3, two replicas (push to one, pull from the other)": ({**s3, "replicas": 2, "s3": {}}, 2),
             }
             for label, (config, count) in setups.items():
-                if "s3" in config:  # an empty bucket of its own
-                    config["s3"]["bucket"] = f"bench-{len(rows)}"
-                    store.create_bucket(config["s3"]["bucket"])
+                if "s3" in config:  # an empty folder of its own in the one bucket
+                    config["s3"] = {"bucket": "bench", "endpoint": store.endpoint, "rootDirectory": f"/run-{len(rows)}"}
                 started = registries(bench, config, f"{version}-{len(rows)}", count, binary)
                 try:
                     times = [bench.push_then_pull(REPLICAS[0], REPLICAS[count - 1]) for _ in range(args.repeats)]

@@ -76,9 +76,8 @@ class SeaweedFS:
         self._spawn("master", "master", f"-port={self.master[0]}", f"-port.grpc={self.master[1]}",
                     f"-mdir={self._dir('master')}", "-defaultReplication=001", "-volumeSizeLimitMB=64")
         self._wait(lambda: self._get(f"http://{HOST}:{self.master[0]}/cluster/status"), "master")
-        for index, (port, grpc) in enumerate(self.volumes):
-            self._spawn(f"volume{index}", "volume", f"-port={port}", f"-port.grpc={grpc}",
-                        f"-dir={self._dir(f'volume{index}')}", f"-mserver={master}", "-max=30")
+        for index in range(len(self.volumes)):
+            self._spawn_volume(index)
         self._wait(lambda: self._data_nodes() == 2, "two volume servers")
         identities = self.root / "s3.json"
         identities.write_text(json.dumps({"identities": [{
@@ -101,10 +100,7 @@ class SeaweedFS:
         self._stop(f"volume{index}")
 
     def start_volume(self, index: int) -> None:
-        port, grpc = self.volumes[index]
-        master = f"{HOST}:{self.master[0]}.{self.master[1]}"
-        self._spawn(f"volume{index}", "volume", f"-port={port}", f"-port.grpc={grpc}",
-                    f"-dir={self._dir(f'volume{index}')}", f"-mserver={master}", "-max=30")
+        self._spawn_volume(index)
         self._wait(lambda: self._data_nodes() == 2, "two volume servers")
 
     def stop_gateway(self) -> None:
@@ -115,6 +111,11 @@ class SeaweedFS:
             self._stop(name)
 
     # ---- internals -------------------------------------------------------------
+
+    def _spawn_volume(self, index: int) -> None:
+        port, grpc = self.volumes[index]
+        self._spawn(f"volume{index}", "volume", f"-port={port}", f"-port.grpc={grpc}", f"-dir={self._dir(f'volume{index}')}",
+                    f"-mserver={HOST}:{self.master[0]}.{self.master[1]}", "-max=100")
 
     def _dir(self, name: str) -> Path:
         path = self.root / name
