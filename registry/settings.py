@@ -38,7 +38,11 @@ KEYS = frozenset({
     "hostname", "namespace", "port", "serviceCidr", "clusterIp", "nodePort", "image", "storageSize",
     "storageClass", "users", "pullSecretNamespaces", "certValidityDays", "nodes", "sshUser", "sshPrivateKey",
     "storage", "replicas", "s3", "s3AccessKeyId", "s3SecretAccessKey",
+    "caGeneration", "gcSchedule", "metrics",
 })
+MAX_CA_GENERATION = 1000
+_CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,?-]+$")
+_CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 # Namespaces the cluster itself owns: the program creates its namespace and
 # deletes it on destroy, which these must never be.
 CLUSTER_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
@@ -99,6 +103,10 @@ class Settings:
     storage: str
     replicas: int
     s3: Optional[S3]
+    ca_generation: int
+    # Cron schedule of garbage collection; None: no collection.
+    gc_schedule: Optional[str]
+    metrics: bool
     # Secrets: kept out of every repr and component input.
     ssh_private_key: Optional[pulumi.Output[str]] = None
     s3_secret_access_key: Optional[pulumi.Output[str]] = None
@@ -178,6 +186,9 @@ def parse_settings(
             "volume, which only one pod can use"
         )
     s3 = p.s3("s3", storage, has_secret_key=s3_secret_access_key is not None)
+    ca_generation = p.integer("caGeneration", 1, 1, MAX_CA_GENERATION)
+    gc_schedule = p.cron("gcSchedule", "0 3 * * 0")
+    metrics = p.boolean("metrics", True)
     if nodes and ssh_private_key is None:
         problems.append(
             f"registry:sshPrivateKey is not set, but registry:nodes lists {len(nodes)} node(s); "
@@ -204,6 +215,9 @@ def parse_settings(
         storage=storage,
         replicas=replicas,
         s3=s3,
+        ca_generation=ca_generation,
+        gc_schedule=gc_schedule,
+        metrics=metrics,
         ssh_private_key=ssh_private_key,
         s3_secret_access_key=s3_secret_access_key if s3 is not None else None,
     )
@@ -352,6 +366,30 @@ class _Parser:
             )
             return None
         return str(address)
+
+    def boolean(self, key: str, default: bool) -> bool:
+        raw = self._raw(key)
+        if raw is None:
+            return default
+        value = str(raw).strip().lower()
+        if value not in ("true", "false"):
+            self._bad(key, repr(raw), "must be true or false")
+            return default
+        return value == "true"
+
+    def cron(self, key: str, default: str) -> Optional[str]:
+        """A CronJob schedule: five fields or a macro; set to "" for none."""
+        raw = self._get(key)
+        if raw is None:
+            return default
+        value = str(raw).strip()
+        if value == "":
+            return None
+        fields = value.split()
+        if not (value in _CRON_MACROS or (len(fields) == 5 and all(_CRON_FIELD.match(f) for f in fields))):
+            self._bad(key, repr(raw), 'is not a cron schedule: five fields such as "0 3 * * 0", a macro such as @weekly, or "" for none')
+            return default
+        return value
 
     def choice(self, key: str, default: str, accepted: tuple[str, ...]) -> str:
         value = self._raw(key) or default

@@ -48,6 +48,7 @@ def test_pulumi_yaml_declares_the_same_defaults_the_code_applies():
         "pullSecretNamespaces": list(code.pull_secret_namespaces),
         "certValidityDays": code.cert_validity_days, "sshUser": code.ssh_user,
         "storage": code.storage, "replicas": code.replicas,
+        "caGeneration": code.ca_generation, "gcSchedule": code.gc_schedule, "metrics": code.metrics,
     }
     assert {k: v["default"] for k, v in declared.items()} == expected
     for key, spec in declared.items():
@@ -97,6 +98,10 @@ def test_node_defaults_come_from_ssh_user():
         ({"namespace": "My_NS"}, "namespace", "'My_NS'", "namespace name"),
         ({"namespace": "default"}, "namespace", "'default'", "the cluster owns"),
         ({"storage": "nfs"}, "storage", "'nfs'", "must be one of pvc, s3"),
+        ({"caGeneration": "0"}, "caGeneration", "0", "between 1 and 1000"),
+        ({"gcSchedule": "weekly"}, "gcSchedule", "'weekly'", "is not a cron schedule"),
+        ({"gcSchedule": "0 3 * *"}, "gcSchedule", "'0 3 * *'", "five fields"),
+        ({"metrics": "yes"}, "metrics", "'yes'", "true or false"),
         ({"replicas": "2"}, "replicas", "2", "needs registry:storage s3"),
         ({"replicas": "0"}, "replicas", "0", "between 1 and 20"),
         ({"storage": "s3"}, "s3", "(unset)", "is required with registry:storage s3"),
@@ -186,3 +191,9 @@ def test_s3_secret_key_without_access_key_is_refused():
     with pytest.raises(SettingsError) as caught:
         parse_settings({"storage": "s3", "s3": '{"bucket": "registry"}'}.get, None, s3_secret_access_key=KEY)
     assert "registry:s3SecretAccessKey is set without registry:s3AccessKeyId" in str(caught.value)
+
+
+def test_an_empty_gc_schedule_turns_collection_off():
+    assert settings_from({"gcSchedule": ""}).gc_schedule is None
+    assert settings_from({"gcSchedule": "@daily"}).gc_schedule == "@daily"
+    assert settings_from({}).gc_schedule == "0 3 * * 0"
