@@ -15,6 +15,10 @@ from .settings import Settings
 # The container always listens here; the Service maps `port` onto it. A fixed
 # unprivileged port lets the pod run with every capability dropped.
 CONTAINER_PORT = 5000
+# The registry's debug server, with Prometheus metrics: a port of the pod's
+# own, which the Service does not expose (so neither does the node port).
+METRICS_PORT = 5001
+METRICS_PATH = "/metrics"
 CERTS_DIR = "/certs"
 AUTH_DIR = "/auth"
 DATA_DIR = "/var/lib/registry"
@@ -51,7 +55,26 @@ def registry_env(settings: Settings) -> list[dict]:
             "name": "REGISTRY_HTTP_SECRET",
             "valueFrom": {"secretKeyRef": {"name": AUTH_SECRET, "key": "http-secret"}},
         },
+        *metrics_env(settings),
     ]
+
+
+def metrics_env(settings: Settings) -> list[dict]:
+    if not settings.metrics:
+        return []
+    return [
+        {"name": "REGISTRY_HTTP_DEBUG_ADDR", "value": f":{METRICS_PORT}"},
+        {"name": "REGISTRY_HTTP_DEBUG_PROMETHEUS_ENABLED", "value": "true"},
+        {"name": "REGISTRY_HTTP_DEBUG_PROMETHEUS_PATH", "value": METRICS_PATH},
+    ]
+
+
+def pod_annotations(settings: Settings) -> dict[str, str]:
+    """Prometheus' usual Kubernetes discovery (kubernetes_sd_configs with the
+    prometheus.io annotations) finds the pods by these."""
+    if not settings.metrics:
+        return {}
+    return {"prometheus.io/scrape": "true", "prometheus.io/port": str(METRICS_PORT), "prometheus.io/path": METRICS_PATH}
 
 
 def storage_env(settings: Settings) -> list[dict]:
@@ -105,7 +128,10 @@ def pod_spec(settings: Settings) -> dict:
             {
                 "name": "registry",
                 "image": settings.image,
-                "ports": [{"name": "registry", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
+                "ports": [
+                    {"name": "registry", "containerPort": CONTAINER_PORT, "protocol": "TCP"},
+                    *([{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}] if settings.metrics else []),
+                ],
                 "env": registry_env(settings),
                 "volumeMounts": [
                     {"name": "tls", "mountPath": CERTS_DIR, "readOnly": True},
@@ -241,7 +267,10 @@ class Workload(pulumi.ComponentResource):
                 "strategy": deployment_strategy(settings),
                 "selector": {"matchLabels": app_labels},
                 "template": {
-                    "metadata": {"labels": app_labels, "annotations": {CONFIG_DIGEST_ANNOTATION: digest}},
+                    "metadata": {
+                        "labels": app_labels,
+                        "annotations": {**pod_annotations(settings), CONFIG_DIGEST_ANNOTATION: digest},
+                    },
                     "spec": pod_spec(settings),
                 },
             },

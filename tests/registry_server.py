@@ -119,6 +119,9 @@ class Registry:
         listen = env.get("REGISTRY_HTTP_ADDR", ":5000")
         assert listen.rsplit(":", 1)[1] == str(container_port), "the registry listens where the Service sends traffic"
         env["REGISTRY_HTTP_ADDR"] = f"{self.host}:{self.port}"
+        if "REGISTRY_HTTP_DEBUG_ADDR" in env:  # the metrics port, on this replica's own address
+            self.metrics_port = int(env["REGISTRY_HTTP_DEBUG_ADDR"].rsplit(":", 1)[1])
+            env["REGISTRY_HTTP_DEBUG_ADDR"] = f"{self.host}:{self.metrics_port}"
         mounts = [m["mountPath"] for m in self.container["volumeMounts"]] + [IMAGE_CONFIG_PATH]
         for key, value in env.items():
             if any(value == m or value.startswith(m.rstrip("/") + "/") for m in mounts):

@@ -103,6 +103,19 @@ def test_other_node_pulls_what_was_pushed(world, pushed):
     assert config_ids == pushed and content_ids == pushed, "every layer arrives with the bytes that were pushed"
 
 
+def test_metrics_count_the_push_on_their_own_port(world, pushed):
+    """The registry's debug server, as the Deployment configures it, serves Prometheus text."""
+    registry = world["registry"]
+    connection = http.client.HTTPConnection(registry.host, registry.metrics_port, timeout=10)
+    connection.request("GET", "/metrics")
+    response = connection.getresponse()
+    text = response.read().decode()
+    assert response.status == 200
+    puts = [line for line in text.splitlines()
+            if line.startswith("registry_http_requests_total{") and 'method="put"' in line]
+    assert puts and all(float(line.rsplit(" ", 1)[1]) > 0 for line in puts), text[:2000]
+
+
 def test_containerd_in_a_node_pulls_by_name_through_hosts_toml(world, pushed):
     node = world["b"]
     state = world["root"] / "containerd"

@@ -426,10 +426,12 @@ def kubernetes_objects(run) -> list[dict]:
     return found
 
 
-def test_the_pvc_storage_objects_are_exactly_those_before_s3_existed(three_node_run):
-    """tests/golden/pvc_objects.json was written from the program before storage: s3 was added."""
+def test_the_pvc_storage_objects_are_exactly_those_before_s3_existed():
+    """tests/golden/pvc_objects.json was written from the program before storage: s3 was added;
+    with the day-two features that came later turned off, nothing else may differ."""
+    run = run_stack({**BASE_CONFIG, "metrics": False, "gcSchedule": ""})
     golden = json.loads((ROOT / "tests" / "golden" / "pvc_objects.json").read_text())
-    now = json.loads(json.dumps(kubernetes_objects(three_node_run), sort_keys=True))
+    now = json.loads(json.dumps(kubernetes_objects(run), sort_keys=True))
     by_name = lambda objects: sorted(objects, key=lambda o: (o["type"], o["name"]))  # noqa: E731
     assert by_name(now) == by_name(golden)
 
@@ -509,3 +511,23 @@ def test_new_s3_keys_roll_the_pods():
     after = run_stack({**S3_CONFIG, "s3SecretAccessKey": "rotated-secret-key"}, state)
     digest = lambda run: deployment(run)["spec"]["template"]["metadata"]["annotations"][CONFIG_DIGEST_ANNOTATION]  # noqa: E731
     assert digest(before) != digest(after)
+
+
+
+# ---- day two -----------------------------------------------------------------------------
+
+def test_metrics_are_on_their_own_port_announced_to_prometheus_and_not_on_the_node_port(three_node_run):
+    env = env_of(three_node_run)
+    assert env["REGISTRY_HTTP_DEBUG_ADDR"] == ":5001" and env["REGISTRY_HTTP_DEBUG_PROMETHEUS_ENABLED"] == "true"
+    assert {"name": "metrics", "containerPort": 5001, "protocol": "TCP"} in container(three_node_run)["ports"]
+    annotations = deployment(three_node_run)["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/port"] == "5001"
+    service_ports = three_node_run.one("kubernetes:core/v1:Service").inputs["spec"]["ports"]
+    assert [p["targetPort"] for p in service_ports] == ["registry"]
+
+
+def test_metrics_off_leaves_no_trace():
+    run = run_stack({**BASE_CONFIG, "metrics": False})
+    assert not any(name.startswith("REGISTRY_HTTP_DEBUG") for name in env_of(run))
+    assert [p["name"] for p in container(run)["ports"]] == ["registry"]
+    assert not any(k.startswith("prometheus.io") for k in deployment(run)["spec"]["template"]["metadata"]["annotations"])
