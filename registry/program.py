@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 import pulumi
 
+from .discovery import Discovery, DiscoveryArgs
 from .pull_secrets import PullSecrets, PullSecretsArgs
 from .settings import Settings
 from .workload import Workload, WorkloadArgs
@@ -38,7 +39,7 @@ class InCluster:
 
 
 def deploy_in_cluster(settings: Settings, material: Material) -> InCluster:
-    """The workload and the pull secrets, from the settings and the material."""
+    """The workload, the pull secrets and the discovery ConfigMap, from the settings and the material."""
     workload = Workload(
         "registry",
         WorkloadArgs(
@@ -61,6 +62,8 @@ def deploy_in_cluster(settings: Settings, material: Material) -> InCluster:
             registry_namespace=workload.namespace if settings.namespace in settings.pull_secret_namespaces else None,
         ),
     )
+    if settings.discovery:
+        Discovery("registry-discovery", DiscoveryArgs(settings=settings))
     return InCluster(workload=workload, pull_secrets=pull_secrets)
 
 

@@ -38,7 +38,7 @@ KEYS = frozenset({
     "hostname", "namespace", "port", "serviceCidr", "clusterIp", "nodePort", "image", "storageSize",
     "storageClass", "users", "pullSecretNamespaces", "certValidityDays", "nodes", "sshUser", "sshPrivateKey",
     "storage", "replicas", "s3", "s3AccessKeyId", "s3SecretAccessKey",
-    "caGeneration", "gcSchedule", "metrics",
+    "caGeneration", "gcSchedule", "metrics", "discovery",
 })
 MAX_CA_GENERATION = 1000
 _CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,?-]+$")
@@ -107,6 +107,7 @@ class Settings:
     # Cron schedule of garbage collection; None: no collection.
     gc_schedule: Optional[str]
     metrics: bool
+    discovery: bool
     # Secrets: kept out of every repr and component input.
     ssh_private_key: Optional[pulumi.Output[str]] = None
     s3_secret_access_key: Optional[pulumi.Output[str]] = None
@@ -189,6 +190,7 @@ def parse_settings(
     ca_generation = p.integer("caGeneration", 1, 1, MAX_CA_GENERATION)
     gc_schedule = p.cron("gcSchedule", "0 3 * * 0")
     metrics = p.boolean("metrics", True)
+    discovery = p.boolean("discovery", True)
     if nodes and ssh_private_key is None:
         problems.append(
             f"registry:sshPrivateKey is not set, but registry:nodes lists {len(nodes)} node(s); "
@@ -218,6 +220,7 @@ def parse_settings(
         ca_generation=ca_generation,
         gc_schedule=gc_schedule,
         metrics=metrics,
+        discovery=discovery,
         ssh_private_key=ssh_private_key,
         s3_secret_access_key=s3_secret_access_key if s3 is not None else None,
     )

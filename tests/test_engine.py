@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pytest
+import yaml
 
 from tests.engine import toolchain_dir, unavailable
 from tests.engine.cluster import ControlPlane
@@ -47,7 +48,7 @@ TOOLS = {**NEEDED, "docker-registry": "docker-registry", "skopeo": "skopeo"}
 
 CUSTOM_RESOURCES = {
     "registry-namespace", "registry-tls", "registry-auth", "registry-data", "registry-deployment",
-    "registry-service", "registry-pull-default", f"registry-pull-{NAMESPACE}",
+    "registry-service", "registry-pull-default", f"registry-pull-{NAMESPACE}", "registry-discovery-local-registry-hosting",
 }
 
 
@@ -197,6 +198,12 @@ def test_up_creates_the_registry_and_its_pull_secrets_in_the_cluster(engine):
     for namespace in PULL_NAMESPACES:
         pull = engine.api.get(f"/api/v1/namespaces/{namespace}/secrets/registry-pull-secret")
         assert pull["type"] == "kubernetes.io/dockerconfigjson"
+    # Read as ctlptl and Tilt read it (KEP-1755).
+    hosting = engine.api.get("/api/v1/namespaces/kube-public/configmaps/local-registry-hosting")
+    document = yaml.safe_load(hosting["data"]["localRegistryHosting.v1"])
+    assert document["host"] == f"{engine.nodes[0].address}:30500"
+    assert document["hostFromContainerRuntime"] == "image-registry:5000"
+    assert document["hostFromClusterNetwork"] == f"registry.{NAMESPACE}.svc:5000"
 
 
 def test_stack_output_gives_the_outputs_contract(engine):
@@ -366,6 +373,7 @@ def test_destroy_leaves_none_of_our_objects_in_the_cluster(engine):
     assert destroy.code == 0, destroy.text
     assert engine.api.find(f"/api/v1/namespaces/{NAMESPACE}") is None
     assert engine.api.find("/api/v1/namespaces/default/secrets/registry-pull-secret") is None
+    assert engine.api.find("/api/v1/namespaces/kube-public/configmaps/local-registry-hosting") is None
     volumes = engine.api.items("/api/v1/persistentvolumes")
     assert all(v["status"]["phase"] != "Bound" for v in volumes)
     assert json.loads(engine.project.cli("stack", "export").stdout)["deployment"].get("resources") in (None, [])
@@ -382,7 +390,7 @@ def test_a_stack_without_a_cluster_ip_gets_one_allocated_by_the_api_server(engin
     stack = Stack(project)
     stack.configure(
         serviceCidr=SERVICE_CIDR, namespace="registry-two", nodePort=30501,
-        pullSecretNamespaces=["registry-two"], storageSize="1Gi", users=["admin"],
+        pullSecretNamespaces=["registry-two"], storageSize="1Gi", users=["admin"], discovery=False,
     )
     preview = project.preview()
     assert preview.code == 0, preview.text
@@ -411,7 +419,7 @@ def test_a_namespace_that_already_exists_is_refused_by_up_and_left_alone(engine)
     project = EngineProject(engine.bin_dir, engine.root / "taken", engine.cluster.kubeconfig, stack="taken")
     project.create_stack()
     Stack(project).configure(serviceCidr=SERVICE_CIDR, namespace="taken", nodePort=30502,
-                             pullSecretNamespaces=["taken"], storageSize="1Gi", users=["admin"])
+                             pullSecretNamespaces=["taken"], storageSize="1Gi", users=["admin"], discovery=False)
     up = project.up()
     assert up.code != 0 and 'namespaces "taken" already exists' in up.text
     assert engine.api.items("/api/v1/namespaces/taken/secrets") == []
@@ -427,7 +435,7 @@ def test_storage_s3_with_two_replicas_runs_two_pods_on_two_nodes_with_a_budget_a
     project.create_stack()
     Stack(project).configure(
         serviceCidr=SERVICE_CIDR, namespace="registry-s3", nodePort=30503, pullSecretNamespaces=["registry-s3"],
-        users=["admin"], storage="s3", replicas=2,
+        users=["admin"], storage="s3", replicas=2, discovery=False,
         s3={"bucket": "registry", "endpoint": "http://127.0.0.1:9"},
         s3AccessKeyId="registry-access-key", s3SecretAccessKey="registry-secret-key",
     )

@@ -7,6 +7,7 @@ import json
 
 import bcrypt
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -358,7 +359,7 @@ def test_components_register_no_inputs(three_node_run):
     components = [r for r in three_node_run.resources if not r.custom]
     assert {r.type for r in components} == {
         "registry:index:Certificates", "registry:index:Credentials", "registry:index:Workload",
-        "registry:index:PullSecrets", "registry:index:NodeTrust"}
+        "registry:index:PullSecrets", "registry:index:NodeTrust", "registry:index:Discovery"}
     for component in components:
         assert component.inputs == {}, component.urn
     for resource in three_node_run.resources:
@@ -432,8 +433,12 @@ def test_the_pvc_storage_objects_are_exactly_those_before_s3_existed():
     run = run_stack({**BASE_CONFIG, "metrics": False, "gcSchedule": ""})
     golden = json.loads((ROOT / "tests" / "golden" / "pvc_objects.json").read_text())
     now = json.loads(json.dumps(kubernetes_objects(run), sort_keys=True))
-    by_name = lambda objects: sorted(objects, key=lambda o: (o["type"], o["name"]))  # noqa: E731
-    assert by_name(now) == by_name(golden)
+    by_name = {(o["type"], o["name"]): o for o in now}
+    assert [by_name.get((o["type"], o["name"])) for o in golden] == golden
+    # Objects of their own that came later.
+    assert set(by_name) - {(o["type"], o["name"]) for o in golden} == {
+        ("kubernetes:core/v1:ConfigMap", "registry-discovery-local-registry-hosting"),
+    }
 
 
 S3_CONFIG = {
@@ -531,3 +536,23 @@ def test_metrics_off_leaves_no_trace():
     assert not any(name.startswith("REGISTRY_HTTP_DEBUG") for name in env_of(run))
     assert [p["name"] for p in container(run)["ports"]] == ["registry"]
     assert not any(k.startswith("prometheus.io") for k in deployment(run)["spec"]["template"]["metadata"]["annotations"])
+
+
+def test_tools_find_the_registry_in_kube_public_as_kep_1755_says(three_node_run):
+    """Parsed as ctlptl and Tilt do: YAML of `localRegistryHosting.v1` into host,
+    hostFromContainerRuntime, hostFromClusterNetwork and help."""
+    configmap = three_node_run.one("kubernetes:core/v1:ConfigMap").inputs
+    assert (configmap["metadata"]["namespace"], configmap["metadata"]["name"]) == ("kube-public", "local-registry-hosting")
+    hosting = yaml.safe_load(configmap["data"]["localRegistryHosting.v1"])
+    assert hosting == {
+        "host": "192.168.56.10:30500",
+        "hostFromContainerRuntime": "image-registry:5000",
+        "hostFromClusterNetwork": "registry.registry.svc:5000",
+        "help": hosting["help"],
+    }
+    assert "workstationSetup" in hosting["help"]
+
+
+def test_a_second_registry_in_the_cluster_can_leave_discovery_to_the_first():
+    run = run_stack({**BASE_CONFIG, "discovery": False})
+    assert run.of_type("kubernetes:core/v1:ConfigMap") == []

@@ -49,6 +49,7 @@ def test_pulumi_yaml_declares_the_same_defaults_the_code_applies():
         "certValidityDays": code.cert_validity_days, "sshUser": code.ssh_user,
         "storage": code.storage, "replicas": code.replicas,
         "caGeneration": code.ca_generation, "gcSchedule": code.gc_schedule, "metrics": code.metrics,
+        "discovery": code.discovery,
     }
     assert {k: v["default"] for k, v in declared.items()} == expected
     for key, spec in declared.items():

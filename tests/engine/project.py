@@ -119,7 +119,7 @@ class EngineProject:
             for path, item in _paths(key, value):
                 self.cli("config", "set", "--path", path, str(item), "--stack", self.stack)
             return
-        text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+        text = json.dumps(value) if isinstance(value, (list, dict, bool)) else str(value)
         flags = ["--secret"] if secret else ["--plaintext"]
         if raw:
             flags.append("--raw")

@@ -1,0 +1,55 @@
+"""Where tools find the cluster's registry: KEP-1755's `local-registry-hosting` ConfigMap.
+
+Tilt, Skaffold and ctlptl read `localRegistryHosting.v1` from this ConfigMap in
+kube-public and push there instead of asking the user.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from .certificates import SERVICE_NAME
+from .settings import Settings
+
+CONFIGMAP_NAME = "local-registry-hosting"
+CONFIGMAP_NAMESPACE = "kube-public"
+DATA_KEY = "localRegistryHosting.v1"
+HELP = (
+    "A private registry made by a Pulumi program. To push from this machine, run "
+    "`pulumi stack output workstationSetup | sudo sh` in its stack, then its `loginCommand` output."
+)
+
+
+def hosting_document(settings: Settings) -> str:
+    """The `localRegistryHosting.v1` YAML: each value a JSON string, which YAML reads as is."""
+    fields = {}
+    if settings.external_endpoints:
+        # From outside the cluster: a node's address and the node port.
+        fields["host"] = settings.external_endpoints[0]
+    fields["hostFromContainerRuntime"] = settings.endpoint
+    fields["hostFromClusterNetwork"] = f"{SERVICE_NAME}.{settings.namespace}.svc:{settings.port}"
+    fields["help"] = HELP
+    return "".join(f"{key}: {json.dumps(value)}\n" for key, value in fields.items())
+
+
+@dataclass
+class DiscoveryArgs:
+    settings: Settings
+
+
+class Discovery(pulumi.ComponentResource):
+    def __init__(self, name: str, args: DiscoveryArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("registry:index:Discovery", name, None, opts)
+        k8s.core.v1.ConfigMap(
+            f"{name}-local-registry-hosting",
+            metadata={"name": CONFIGMAP_NAME, "namespace": CONFIGMAP_NAMESPACE},
+            data={DATA_KEY: hosting_document(args.settings)},
+            # The name is fixed by the KEP: a replacement must free it first.
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+        )
+        self.register_outputs({})
