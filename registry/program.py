@@ -18,6 +18,7 @@ from .discovery import Discovery, DiscoveryArgs
 from .pull_secrets import PullSecrets, PullSecretsArgs
 from .settings import Settings
 from .workload import Workload, WorkloadArgs
+from .workstation import setup_script
 
 
 @dataclass
@@ -88,4 +89,7 @@ def stack_outputs(settings: Settings, material: Material, cluster: InCluster) ->
         "caCertificate": material.ca_cert_pem,
         "pullSecretName": cluster.pull_secrets.name,
         "loginCommand": login_command(settings),
+        "workstationSetup": pulumi.Output.from_input(material.ca_cert_pem).apply(
+            lambda ca: setup_script(settings.external_endpoints, ca, login_command(settings))
+        ),
     }

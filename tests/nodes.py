@@ -168,11 +168,11 @@ class Node:
         """Run a remote.Command's `create` or `delete` from its inputs, with its `stdin`."""
         return self.ssh(inputs[which], stdin=inputs["stdin"], **kwargs)
 
-    def inside(self, *argv: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+    def inside(self, *argv: str, check: bool = True, timeout: float = 60, stdin: Optional[str] = None) -> subprocess.CompletedProcess:
         """Run a command in the node's mount namespace, as root, without SSH."""
         return subprocess.run(
             ["nsenter", "--mount", "-t", str(self.process.pid), *argv],
-            capture_output=True, text=True, check=check, timeout=timeout,
+            capture_output=True, text=True, check=check, timeout=timeout, input=stdin,
         )
 
     def sh(self, script: str, check: bool = True) -> subprocess.CompletedProcess:

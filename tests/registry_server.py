@@ -86,21 +86,25 @@ class PodSource:
 class Registry:
     """The registry pod, as a process on this machine."""
 
-    def __init__(self, source: PodSource, root: Path, address: Optional[str] = None, binary: str = "docker-registry"):
-        """`address`: where to listen instead of the Service's clusterIP (a replica's own, say);
-        `binary`: another build of the distribution registry (3.x, say)."""
+    def __init__(
+        self, source: PodSource, root: Path, address: Optional[str] = None, port: Optional[int] = None,
+        binary: str = "docker-registry",
+    ):
+        """`address` and `port`: where to listen instead of the Service's clusterIP and port (a
+        replica's own address, a node's address and the node port); `binary`: another build of
+        the distribution registry (3.x, say)."""
         self.root = root
         self.binary = binary
         self.secrets = source.secrets
         pod = source.deployment["spec"]["template"]["spec"]
         (self.container,) = pod["containers"]
         self.volumes = {v["name"]: v for v in pod["volumes"]}
-        port = source.service["spec"]["ports"][0]
+        service_port = source.service["spec"]["ports"][0]
         self.host = address or source.cluster_ip
         # The name clients dial (the program labels its objects with it); a SAN of the server certificate.
         self.name = source.deployment["metadata"]["labels"]["app.kubernetes.io/instance"]
-        self.port = int(port["port"])
-        target = int({p["name"]: p["containerPort"] for p in self.container["ports"]}[port["targetPort"]])
+        self.port = int(port or service_port["port"])
+        target = int({p["name"]: p["containerPort"] for p in self.container["ports"]}[service_port["targetPort"]])
         self.env = self._env(target)
         self.ca_pem = self.secrets["registry-tls"]["ca.crt"]
         self.process: Optional[subprocess.Popen] = None

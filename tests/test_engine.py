@@ -224,6 +224,8 @@ def test_stack_output_gives_the_outputs_contract(engine):
         f"pulumi stack output password --show-secrets | docker login {endpoints[0]} --username admin --password-stdin"
     )
     assert set(shown) == set(plain)
+    # No secret in it, so it is a plain output a user pipes to `sudo sh`.
+    assert plain["workstationSetup"].startswith("#!/bin/sh") and shown["caCertificate"].strip() in plain["workstationSetup"]
 
 
 def test_a_node_pushes_and_another_pulls_by_name_through_the_registry_the_cluster_holds(engine, tmp_path):

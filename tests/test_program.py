@@ -4,6 +4,7 @@ import base64
 import copy
 import datetime
 import json
+import subprocess
 
 import bcrypt
 import pytest
@@ -23,7 +24,7 @@ from tests.stack import ROOT, ProviderState, run_stack
 
 OUTPUT_NAMES = {
     "endpoint", "externalEndpoints", "clusterIp", "username", "password", "credentials",
-    "caCertificate", "pullSecretName", "loginCommand",
+    "caCertificate", "pullSecretName", "loginCommand", "workstationSetup",
 }
 SECRET = "kubernetes:core/v1:Secret"
 COMMAND = "command:remote:Command"
@@ -556,3 +557,16 @@ def test_tools_find_the_registry_in_kube_public_as_kep_1755_says(three_node_run)
 def test_a_second_registry_in_the_cluster_can_leave_discovery_to_the_first():
     run = run_stack({**BASE_CONFIG, "discovery": False})
     assert run.of_type("kubernetes:core/v1:ConfigMap") == []
+
+
+def test_workstation_setup_is_a_quoted_posix_script_without_a_secret(three_node_run):
+    script = three_node_run.outputs["workstationSetup"]
+    assert "workstationSetup" not in three_node_run.secret_outputs
+    for endpoint in three_node_run.outputs["externalEndpoints"]:
+        assert endpoint in script
+    assert three_node_run.outputs["caCertificate"].strip().splitlines()[1] in script
+    assert three_node_run.outputs["loginCommand"] in script
+    for secret in passwords(three_node_run).values():
+        assert secret not in script
+    parse = subprocess.run(["/bin/sh", "-n"], input=script, text=True, capture_output=True)
+    assert parse.returncode == 0, parse.stderr
