@@ -13,23 +13,30 @@ settings = load_settings()
 certificates = Certificates("registry", CertificatesArgs(settings=settings))
 credentials = Credentials("registry", CredentialsArgs(users=settings.users))
 material = Material(
-    ca_cert_pem=certificates.ca_cert_pem,
+    ca_cert_pem=certificates.ca_bundle_pem,
     server_cert_pem=certificates.server_cert_pem,
     server_key_pem=certificates.server_key_pem,
     htpasswd=credentials.htpasswd,
     http_secret=credentials.http_secret,
     passwords=credentials.passwords,
 )
-cluster = deploy_in_cluster(settings, material)
-NodeTrust(
-    "registry-node",
-    NodeTrustArgs(
-        settings=settings,
-        ca_cert_pem=certificates.ca_cert_pem,
-        cluster_ip=cluster.workload.cluster_ip,
-        service=cluster.workload.service,
-    ),
-)
+
+
+def trust_nodes(workload):
+    """Every node trusts the CA bundle and resolves the name; the pods roll out after."""
+    trust = NodeTrust(
+        "registry-node",
+        NodeTrustArgs(
+            settings=settings,
+            ca_cert_pem=certificates.ca_bundle_pem,
+            cluster_ip=workload.cluster_ip,
+            service=workload.service,
+        ),
+    )
+    return list(trust.commands.values())
+
+
+cluster = deploy_in_cluster(settings, material, trust_nodes)
 
 for name, value in stack_outputs(settings, material, cluster).items():
     pulumi.export(name, value)

@@ -55,8 +55,35 @@ class CertificatesArgs:
     settings: Settings
 
 
+def ca_generations(generation: int) -> list[int]:
+    """The CA generations that exist at `caGeneration` N: N and N-1, newest first."""
+    return [g for g in (generation, generation - 1) if g >= 1]
+
+
+def ca_resource_names(name: str, generation: int) -> tuple[str, str]:
+    """The key's and the certificate's resource names of one CA generation.
+
+    Generation 1 keeps the names a stack had before rotation existed, so
+    raising caGeneration for the first time adds generation 2 and keeps 1.
+    """
+    suffix = "" if generation == 1 else f"-g{generation}"
+    return f"{name}-ca-key{suffix}", f"{name}-ca{suffix}"
+
+
+def trust_bundle(pems: list[str]) -> str:
+    """The certificates nodes and clients trust, newest first, one PEM file."""
+    return "".join(pem.strip() + "\n" for pem in pems)
+
+
 class Certificates(pulumi.ComponentResource):
-    ca_cert_pem: pulumi.Output[str]
+    """CA generations N and N-1 (caGeneration), and a server certificate signed by N.
+
+    Clients trust the bundle of both (`ca_bundle_pem`): raising caGeneration
+    adds N+1 to every node while the pods still serve a certificate of N, then
+    the pods roll to one signed by N+1, and N-1 goes.
+    """
+
+    ca_bundle_pem: pulumi.Output[str]
     server_cert_pem: pulumi.Output[str]
     server_key_pem: pulumi.Output[str]
 
@@ -65,20 +92,26 @@ class Certificates(pulumi.ComponentResource):
         settings = args.settings
         child = pulumi.ResourceOptions(parent=self)
 
-        ca_key = tls.PrivateKey(f"{name}-ca-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
-        ca = tls.SelfSignedCert(
-            f"{name}-ca",
-            private_key_pem=ca_key.private_key_pem,
-            is_ca_certificate=True,
-            allowed_uses=["cert_signing", "crl_signing", "digital_signature"],
-            validity_period_hours=CA_VALIDITY_HOURS,
-            early_renewal_hours=CA_EARLY_RENEWAL_HOURS,
-            subject=tls.SelfSignedCertSubjectArgs(
-                common_name=f"{settings.hostname} registry CA",
-                organization="registry (pulumi)",
-            ),
-            opts=child,
-        )
+        cas = []
+        for generation in ca_generations(settings.ca_generation):
+            key_name, cert_name = ca_resource_names(name, generation)
+            ca_key = tls.PrivateKey(key_name, algorithm="ECDSA", ecdsa_curve="P256", opts=child)
+            common_name = f"{settings.hostname} registry CA"
+            ca = tls.SelfSignedCert(
+                cert_name,
+                private_key_pem=ca_key.private_key_pem,
+                is_ca_certificate=True,
+                allowed_uses=["cert_signing", "crl_signing", "digital_signature"],
+                validity_period_hours=CA_VALIDITY_HOURS,
+                early_renewal_hours=CA_EARLY_RENEWAL_HOURS,
+                subject=tls.SelfSignedCertSubjectArgs(
+                    common_name=common_name if generation == 1 else f"{common_name} {generation}",
+                    organization="registry (pulumi)",
+                ),
+                opts=child,
+            )
+            cas.append((ca_key, ca))
+        signing_key, signing_ca = cas[0]
 
         server_key = tls.PrivateKey(f"{name}-server-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
         request = tls.CertRequest(
@@ -93,15 +126,15 @@ class Certificates(pulumi.ComponentResource):
         server = tls.LocallySignedCert(
             f"{name}-server",
             cert_request_pem=request.cert_request_pem,
-            ca_private_key_pem=ca_key.private_key_pem,
-            ca_cert_pem=ca.cert_pem,
+            ca_private_key_pem=signing_key.private_key_pem,
+            ca_cert_pem=signing_ca.cert_pem,
             validity_period_hours=validity_hours,
             early_renewal_hours=early_renewal_hours(validity_hours),
             allowed_uses=["digital_signature", "key_encipherment", "server_auth"],
             opts=child,
         )
 
-        self.ca_cert_pem = ca.cert_pem
+        self.ca_bundle_pem = pulumi.Output.all(*(ca.cert_pem for _, ca in cas)).apply(trust_bundle)
         self.server_cert_pem = server.cert_pem
         self.server_key_pem = server_key.private_key_pem
-        self.register_outputs({"caCertPem": self.ca_cert_pem, "serverCertPem": self.server_cert_pem})
+        self.register_outputs({"caBundlePem": self.ca_bundle_pem, "serverCertPem": self.server_cert_pem})

@@ -10,7 +10,8 @@
 #   REG_ENTRY          its node entry (the `name` in registry:nodes)
 #   REG_IP             the Service's clusterIP the name resolves to (create only)
 #   REG_RUNTIME        auto | docker | containerd | crio | k3s (create only)
-#   REG_CA             the CA certificate, PEM (create only)
+#   REG_CA             the CA certificates, one PEM bundle, newest first (create only):
+#                      caGeneration N and N-1 during a rotation
 #   STEP_TIMEOUT       seconds any one step may take
 #   FAIL_AFTER         tests only: a step after which create stops with an error
 #   KILL_AFTER_RENAME  tests only: create is killed right after that many renames
@@ -21,6 +22,8 @@
 #                      lines; unmanaged lines mapping the name are commented out with
 #                      a prefix that delete strips again.
 #   registries.yaml    (k3s) a block between the same lines; the rest is the user's.
+#   the trust store    one file per CA certificate, named by its fingerprint, so
+#                      a rotation adds the new one before the old one goes.
 #   every other file   listed in $STATE/manifest before it is written; a file that
 #                      was there before is copied to $STATE/backup first and put back
 #                      by delete. Directories created are listed and removed if empty.
@@ -58,7 +61,9 @@ OWNERS="$STATE/owners"
 OWNER="$REG_STACK $REG_ENTRY"
 # Root's own folder on tmpfs: no other user can create, hold or replace the lock.
 LOCK_DIR=/run/registry-node-trust
-CA_NAME="registry-node-trust-$REG_NAME-$REG_PORT.crt"
+# Trust-store files: $CA_BASE-<16 hex of the certificate's sha256>.crt
+# (earlier versions wrote one file, $CA_BASE.crt).
+CA_BASE="registry-node-trust-$REG_NAME-$REG_PORT"
 K3S_REGISTRIES=/etc/rancher/k3s/registries.yaml
 K3S_CA="/etc/rancher/k3s/registry-node-trust/$ID/ca.crt"
 WORK=""
@@ -352,7 +357,45 @@ remove_block() {
 
 # ---- trust locations ----------------------------------------------------------
 
-write_ca() { printf '%s\n' "$REG_CA" | sed '/^$/d' >"$WORK/ca.crt"; }
+# $WORK/ca.crt: the bundle (certs.d and k3s read every certificate of one
+# file). $WORK/certs/<sum>.crt: each certificate on its own, for the system
+# store, whose hash links and derived stores (Java's) take one per file;
+# $WORK/cert-sums lists the sums.
+write_ca() {
+  printf '%s\n' "$REG_CA" | sed '/^$/d' >"$WORK/ca.crt"
+  mkdir "$WORK/certs"
+  awk -v dir="$WORK/certs" '
+    /-----BEGIN CERTIFICATE-----/ { n++; file = dir "/part-" n }
+    file != "" { print > file }
+    /-----END CERTIFICATE-----/ { if (file != "") close(file); file = "" }' "$WORK/ca.crt"
+  : >"$WORK/cert-sums"
+  for wc_part in "$WORK/certs"/part-*; do
+    [ -f "$wc_part" ] || die "REG_CA holds no certificate"
+    wc_sum=$(cert_sum "$wc_part")
+    mv "$wc_part" "$WORK/certs/$wc_sum.crt"
+    printf '%s\n' "$wc_sum" >>"$WORK/cert-sums"
+  done
+}
+
+cert_sum() { sha256sum "$1" | cut -c 1-16; }
+
+store_file() { printf '%s/%s-%s.crt' "$STORE_DIR" "$CA_BASE" "$1"; }
+
+# Exit 0 for a trust-store file of ours: this version's or an earlier one's.
+is_store_file() {
+  [ -n "$STORE_DIR" ] || return 1
+  case ${1##*/} in
+    "$CA_BASE.crt" | "$CA_BASE-"????????????????.crt) [ "${1%/*}" = "$STORE_DIR" ] ;;
+    *) return 1 ;;
+  esac
+}
+
+# A store file about to go is written down first: hooks are told of it once
+# the store is refreshed, by this run or by the next if this one is killed.
+removing_store_file() {
+  printf '%s\n' "$1" >>"$STATE/removed-cas" || die "cannot write $STATE/removed-cas"
+  owe refresh-remove
+}
 
 want_runtime() {
   if [ "$REG_RUNTIME" = auto ]; then
@@ -368,18 +411,18 @@ want_runtime() {
   fi
 }
 
-# Sets STORE (debian, suse, arch, rhel or empty), STORE_FILE, where our CA
-# goes, and BUNDLE, the file the store is compiled into.
+# Sets STORE (debian, suse, arch, rhel or empty), STORE_DIR, where our CA
+# files go, and BUNDLE, the file the store is compiled into.
 find_trust_store() {
-  STORE="" STORE_FILE="" BUNDLE=""
+  STORE="" STORE_DIR="" BUNDLE=""
   if have update-ca-certificates && [ -d /etc/pki/trust/anchors ]; then
-    STORE=suse STORE_FILE="/etc/pki/trust/anchors/$CA_NAME" BUNDLE=/var/lib/ca-certificates/ca-bundle.pem
+    STORE=suse STORE_DIR=/etc/pki/trust/anchors BUNDLE=/var/lib/ca-certificates/ca-bundle.pem
   elif have update-ca-certificates && [ -d /usr/local/share/ca-certificates ]; then
-    STORE=debian STORE_FILE="/usr/local/share/ca-certificates/$CA_NAME" BUNDLE=/etc/ssl/certs/ca-certificates.crt
+    STORE=debian STORE_DIR=/usr/local/share/ca-certificates BUNDLE=/etc/ssl/certs/ca-certificates.crt
   elif { have trust || have update-ca-trust; } && [ -d /etc/ca-certificates/trust-source/anchors ]; then
-    STORE=arch STORE_FILE="/etc/ca-certificates/trust-source/anchors/$CA_NAME" BUNDLE=/etc/ssl/certs/ca-certificates.crt
+    STORE=arch STORE_DIR=/etc/ca-certificates/trust-source/anchors BUNDLE=/etc/ssl/certs/ca-certificates.crt
   elif have update-ca-trust && [ -d /etc/pki/ca-trust/source/anchors ]; then
-    STORE=rhel STORE_FILE="/etc/pki/ca-trust/source/anchors/$CA_NAME" BUNDLE=/etc/pki/tls/certs/ca-bundle.crt
+    STORE=rhel STORE_DIR=/etc/pki/ca-trust/source/anchors BUNDLE=/etc/pki/tls/certs/ca-bundle.crt
   fi
 }
 
@@ -391,7 +434,7 @@ refresh_trust_store() {
       if [ "$1" = remove ]; then
         # --fresh: without it our symlink in /etc/ssl/certs is left dangling.
         run update-ca-certificates --fresh >/dev/null
-        notify_ca_hooks "-/etc/ssl/certs/${CA_NAME%.crt}.pem"
+        notify_ca_hooks
       else
         run update-ca-certificates >/dev/null
       fi ;;
@@ -404,11 +447,12 @@ refresh_trust_store() {
 # update-ca-certificates tells its hooks (the Java keystore's among them) of
 # removals listed in ca-certificates.conf only, never of a local certificate
 # that went away, and --fresh re-adds without removing. So our removal is
-# passed on to them here, on stdin as update-ca-certificates itself does.
+# passed on to them here, on stdin as update-ca-certificates itself does:
+# one "-/etc/ssl/certs/<name>.pem" line per file in $STATE/removed-cas.
 notify_ca_hooks() {
   nh_hooks=/etc/ca-certificates/update.d
-  [ -d "$nh_hooks" ] || return 0
-  printf '%s\n' "$1" >"$WORK/hook-input"
+  [ -d "$nh_hooks" ] && [ -f "$STATE/removed-cas" ] || return 0
+  sort -u "$STATE/removed-cas" | sed -e 's|.*/||' -e 's|\.crt$||' -e 's|^|-/etc/ssl/certs/|' -e 's|$|.pem|' >"$WORK/hook-input"
   for nh_hook in "$nh_hooks"/*; do
     [ -f "$nh_hook" ] && [ -x "$nh_hook" ] || continue
     nh_rc=0
@@ -417,10 +461,10 @@ notify_ca_hooks() {
   done
 }
 
-# Exit 0 when BUNDLE holds our CA (compared by its base64 body).
-bundle_has_ca() {
+# Exit 0 when BUNDLE holds the certificate in file $1 (compared by its base64 body).
+bundle_has_cert() {
   [ -f "$BUNDLE" ] || return 1
-  awk -v want="$(sed '/^-----/d' "$WORK/ca.crt" | tr -d '\r\n')" '
+  awk -v want="$(sed '/^-----/d' "$1" | tr -d '\r\n')" '
     /-----BEGIN CERTIFICATE-----/ { body = ""; inside = 1; next }
     /-----END CERTIFICATE-----/ { if (body == want) found = 1; inside = 0; next }
     inside { sub(/\r$/, ""); body = body $0 }
@@ -532,7 +576,7 @@ step_prepare() {
   probe_writable "$STATE_ROOT"
   probe_writable "$(hosts_file)"
   probe_writable /etc
-  if [ -n "$STORE" ]; then probe_writable "${STORE_FILE%/*}"; fi
+  if [ -n "$STORE" ]; then probe_writable "$STORE_DIR"; fi
   mkdir -p "$STATE"
   # An older format's state (before owners were recorded) is taken over.
   if [ -f "$MANIFEST" ] && [ ! -f "$OWNERS" ]; then log "taking over the state of an earlier version"; fi
@@ -544,25 +588,39 @@ step_hosts() { edit_hosts create; }
 # in between is finished by the next one.
 step_trust_store() {
   if [ -z "$STORE" ]; then log "no system trust store found ($STORES_LOOKED_AT); skipped"; return 0; fi
-  if differs "$WORK/ca.crt" "$STORE_FILE"; then
-    owe refresh
-    if [ -z "$CONTAINERD_DIR" ] && want_runtime containerd; then owe restart-containerd; fi
-    if recorded "file $STORE_FILE" && [ -f "$STORE_FILE" ]; then
-      # Another CA: stores derived from the bundle (Debian's Java keystore)
-      # only drop the old one when told it went away.
-      owe refresh-remove
-      rm -f "$STORE_FILE" || die "cannot remove $STORE_FILE"
-      written
+  # New certificates first: at no moment does the node trust neither the
+  # CA that signed the serving certificate nor the one that will.
+  while read -r ts_sum; do
+    ts_file=$(store_file "$ts_sum")
+    if differs "$WORK/certs/$ts_sum.crt" "$ts_file"; then
+      owe refresh
+      if [ -z "$CONTAINERD_DIR" ] && want_runtime containerd; then owe restart-containerd; fi
     fi
-  fi
-  if owed refresh-remove; then
-    refresh_trust_store remove
-    paid refresh-remove
-  fi
-  install_file "$WORK/ca.crt" "$STORE_FILE" || true
+    install_file "$WORK/certs/$ts_sum.crt" "$ts_file" || true
+  done <"$WORK/cert-sums"
   if owed refresh; then
     refresh_trust_store add
     paid refresh
+  fi
+  # Then the certificates no longer in the bundle (rotated out, or an earlier
+  # version's single file). Stores derived from the bundle (Debian's Java
+  # keystore) only drop one when told it went away.
+  { grep '^file ' "$MANIFEST" 2>/dev/null || true; } >"$WORK/store-files"
+  while IFS= read -r ts_entry; do
+    ts_path=${ts_entry#file }
+    is_store_file "$ts_path" || continue
+    if awk -v p="$ts_path" '$2 == p { found = 1 } END { exit !found }' "$WORK/desired"; then continue; fi
+    if [ -e "$ts_path" ]; then
+      removing_store_file "$ts_path"
+      if [ -z "$CONTAINERD_DIR" ] && want_runtime containerd; then owe restart-containerd; fi
+    fi
+    revert_file "$ts_path" || true
+    forget "$ts_entry"
+  done <"$WORK/store-files"
+  if owed refresh-remove; then
+    refresh_trust_store remove
+    paid refresh-remove
+    rm -f "$STATE/removed-cas"
   fi
 }
 
@@ -665,7 +723,11 @@ step_verify() {
     case $sv_src in block) has_block "$sv_dest" || die "after create, $sv_dest lacks our block"; continue ;; esac
     cmp -s "$sv_src" "$sv_dest" || die "after create, $sv_dest does not hold what it should"
   done <"$WORK/desired"
-  if [ -n "$STORE" ] && ! bundle_has_ca; then die "after create, $BUNDLE does not hold the registry's CA"; fi
+  if [ -n "$STORE" ]; then
+    while read -r sv_sum; do
+      bundle_has_cert "$WORK/certs/$sv_sum.crt" || die "after create, $BUNDLE does not hold the registry's CA ($sv_sum)"
+    done <"$WORK/cert-sums"
+  fi
   for sv_owed in "$STATE"/pending-*; do
     [ -e "$sv_owed" ] && die "after create, still owed: ${sv_owed##*/pending-}"
   done
@@ -676,6 +738,12 @@ step_own() { set_owner add; }
 
 # ---- delete -------------------------------------------------------------------
 
+# The first certificate of a bundle file, as write_ca names it.
+first_cert_sum() {
+  awk '/-----BEGIN CERTIFICATE-----/ { inside = 1 } inside { print } /-----END CERTIFICATE-----/ { exit }' "$1" >"$WORK/first.crt"
+  cert_sum "$WORK/first.crt"
+}
+
 # When the state folder is gone, the files whose names are ours alone are
 # still found: our trust-store file, and certs.d folders whose hosts.toml we wrote.
 undo_without_state() {
@@ -683,14 +751,19 @@ undo_without_state() {
   for uw_dir in /etc/containerd/certs.d /etc/docker/certs.d /etc/containers/certs.d; do
     uw_ca="$uw_dir/$ID/ca.crt"
     [ -f "$uw_ca" ] || continue
-    if { [ -n "$STORE_FILE" ] && cmp -s "$uw_ca" "$STORE_FILE"; } || grep -q "^# Written by registry-node-trust for $ID;" "$uw_dir/$ID/hosts.toml" 2>/dev/null; then
+    if { [ -n "$STORE_DIR" ] && [ -f "$(store_file "$(first_cert_sum "$uw_ca")")" ]; } || grep -q "^# Written by registry-node-trust for $ID;" "$uw_dir/$ID/hosts.toml" 2>/dev/null; then
       rm -f "$uw_ca" "$uw_dir/$ID/hosts.toml"
       rmdir "$uw_dir/$ID" 2>/dev/null || true
     fi
   done
-  if [ -n "$STORE_FILE" ] && [ -f "$STORE_FILE" ]; then
-    rm -f "$STORE_FILE"
-    refresh_trust_store remove
+  if [ -n "$STORE_DIR" ]; then
+    mkdir -p "$STATE"
+    for uw_file in "$STORE_DIR/$CA_BASE.crt" "$STORE_DIR/$CA_BASE-"????????????????.crt; do
+      [ -f "$uw_file" ] || continue
+      removing_store_file "$uw_file"
+      rm -f "$uw_file"
+    done
+    if owed refresh-remove; then refresh_trust_store remove; fi
   fi
   if [ -f "$K3S_REGISTRIES" ]; then remove_block "$K3S_REGISTRIES" || true; fi
   rm -f "$K3S_CA"
@@ -712,7 +785,7 @@ undo_all() {
     case $ua_entry in
       "file "*)
         ua_dest=${ua_entry#file }
-        if [ "$ua_dest" = "$STORE_FILE" ] && [ -e "$ua_dest" ]; then owe refresh-remove; fi
+        if is_store_file "$ua_dest" && [ -e "$ua_dest" ]; then removing_store_file "$ua_dest"; fi
         case $ua_dest in /etc/rancher/k3s/*) [ -e "$ua_dest" ] && owe restart-k3s ;; esac
         revert_file "$ua_dest" || true ;;
       "block "*)

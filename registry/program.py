@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import pulumi
 
@@ -25,6 +25,7 @@ from .workstation import setup_script
 class Material:
     """The certificates and passwords the registry serves with."""
 
+    # Every CA certificate clients trust (caGeneration N and N-1), one PEM file.
     ca_cert_pem: pulumi.Input[str]
     server_cert_pem: pulumi.Input[str]
     server_key_pem: pulumi.Input[str]
@@ -39,8 +40,16 @@ class InCluster:
     pull_secrets: PullSecrets
 
 
-def deploy_in_cluster(settings: Settings, material: Material) -> InCluster:
-    """The workload, the pull secrets and the discovery ConfigMap, from the settings and the material."""
+def deploy_in_cluster(
+    settings: Settings,
+    material: Material,
+    trust_nodes: Callable[[Workload], Sequence[pulumi.Resource]] = lambda workload: [],
+) -> InCluster:
+    """The workload, the pull secrets and the discovery ConfigMap, from the settings and the material.
+
+    `trust_nodes` makes the nodes trust the CA and resolve the Service's
+    clusterIP; the pods roll out after what it returns.
+    """
     workload = Workload(
         "registry",
         WorkloadArgs(
@@ -52,6 +61,7 @@ def deploy_in_cluster(settings: Settings, material: Material) -> InCluster:
             http_secret=material.http_secret,
         ),
     )
+    workload.roll_out(after=trust_nodes(workload))
     username = settings.users[0]
     pull_secrets = PullSecrets(
         "registry-pull",

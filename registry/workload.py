@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -226,13 +226,6 @@ class Workload(pulumi.ComponentResource):
         # Secret in place: Pulumi.yaml sets kubernetes:enableSecretMutable.)
         in_ns = pulumi.ResourceOptions(parent=self, depends_on=[self.namespace], delete_before_replace=True)
 
-        tls_secret = k8s.core.v1.Secret(
-            f"{name}-tls",
-            metadata={"name": TLS_SECRET, "namespace": ns, "labels": app_labels},
-            type="kubernetes.io/tls",
-            string_data={"tls.crt": args.server_cert_pem, "tls.key": args.server_key_pem, "ca.crt": args.ca_cert_pem},
-            opts=in_ns,
-        )
         auth_secret = k8s.core.v1.Secret(
             f"{name}-auth",
             metadata={"name": AUTH_SECRET, "namespace": ns, "labels": app_labels},
@@ -240,51 +233,19 @@ class Workload(pulumi.ComponentResource):
             string_data={"htpasswd": args.htpasswd, "http-secret": args.http_secret},
             opts=in_ns,
         )
-        storage: list[pulumi.Resource] = []
-        s3_keys: list[pulumi.Input[str]] = []
+        self._before_pods: list[pulumi.Resource] = [auth_secret]
+        self._s3_keys: list[pulumi.Input[str]] = []
         if settings.s3 is None:
-            storage.append(self._claim(name, settings, app_labels))
+            self._before_pods.append(self._claim(name, settings, app_labels))
         elif settings.s3.access_key_id:
-            s3_keys = [settings.s3.access_key_id, settings.s3_secret_access_key]
-            storage.append(k8s.core.v1.Secret(
+            self._s3_keys = [settings.s3.access_key_id, settings.s3_secret_access_key]
+            self._before_pods.append(k8s.core.v1.Secret(
                 f"{name}-s3",
                 metadata={"name": S3_SECRET, "namespace": ns, "labels": app_labels},
                 type="Opaque",
-                string_data={"access-key-id": s3_keys[0], "secret-access-key": s3_keys[1]},
+                string_data={"access-key-id": self._s3_keys[0], "secret-access-key": self._s3_keys[1]},
                 opts=in_ns,
             ))
-
-        # A digest reveals nothing of what it hashes (bcrypt hashes of ~190-bit
-        # passwords, a public certificate, S3 keys), so it stays readable in diffs.
-        digest = pulumi.Output.unsecret(
-            pulumi.Output.all(args.htpasswd, args.server_cert_pem, *s3_keys).apply(lambda v: config_digest(*v))
-        )
-        k8s.apps.v1.Deployment(
-            f"{name}-deployment",
-            metadata={"name": "registry", "namespace": ns, "labels": app_labels},
-            spec={
-                "replicas": settings.replicas,
-                "strategy": deployment_strategy(settings),
-                "selector": {"matchLabels": app_labels},
-                "template": {
-                    "metadata": {
-                        "labels": app_labels,
-                        "annotations": {**pod_annotations(settings), CONFIG_DIGEST_ANNOTATION: digest},
-                    },
-                    "spec": pod_spec(settings),
-                },
-            },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[tls_secret, auth_secret, *storage]),
-        )
-        if settings.replicas > 1:
-            # A drain or an upgrade of the nodes never takes the last serving pod.
-            # (With one replica it would block every drain, so there is none.)
-            k8s.policy.v1.PodDisruptionBudget(
-                f"{name}-disruption-budget",
-                metadata={"name": "registry", "namespace": ns, "labels": app_labels},
-                spec={"minAvailable": 1, "selector": {"matchLabels": app_labels}},
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.namespace]),
-            )
 
         service_spec: dict = {
             "type": "NodePort",
@@ -303,13 +264,70 @@ class Workload(pulumi.ComponentResource):
             service_spec["clusterIP"] = settings.cluster_ip
         self.service = k8s.core.v1.Service(
             f"{name}-service",
-            metadata={"name": SERVICE_NAME, "namespace": ns, "labels": app_labels},
+            metadata={
+                "name": SERVICE_NAME, "namespace": ns, "labels": app_labels,
+                "annotations": {"pulumi.com/skipAwait": "true"},
+            },
             spec=service_spec,
+            # Not awaited: its endpoints are the pods, which roll out only after
+            # the nodes (which need this Service's clusterIP) trust the CA.
+            # The Deployment's own await proves the pods ready.
             # clusterIP is immutable: a new one replaces the Service, whose
             # fixed name the old one must free first.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.namespace], delete_before_replace=True),
         )
         self.cluster_ip = self.service.spec.cluster_ip
+        self._name, self._settings, self._labels, self._args, self._in_ns = name, settings, app_labels, args, in_ns
+
+    def roll_out(self, after: Sequence[pulumi.Resource] = ()) -> None:
+        """The server certificate's Secret, the Deployment and its disruption
+        budget, once everything in `after` is done.
+
+        `after` is the node commands: a node trusts a new CA before any pod
+        serves a certificate it signed (caGeneration), on the first `up` and
+        on every rotation.
+        """
+        name, settings, app_labels, args = self._name, self._settings, self._labels, self._args
+        ns = settings.namespace
+        tls_secret = k8s.core.v1.Secret(
+            f"{name}-tls",
+            metadata={"name": TLS_SECRET, "namespace": ns, "labels": app_labels},
+            type="kubernetes.io/tls",
+            string_data={"tls.crt": args.server_cert_pem, "tls.key": args.server_key_pem, "ca.crt": args.ca_cert_pem},
+            opts=pulumi.ResourceOptions.merge(self._in_ns, pulumi.ResourceOptions(depends_on=list(after))),
+        )
+        # A digest reveals nothing of what it hashes (bcrypt hashes of ~190-bit
+        # passwords, a public certificate, S3 keys), so it stays readable in diffs.
+        digest = pulumi.Output.unsecret(
+            pulumi.Output.all(args.htpasswd, args.server_cert_pem, *self._s3_keys).apply(lambda v: config_digest(*v))
+        )
+        k8s.apps.v1.Deployment(
+            f"{name}-deployment",
+            metadata={"name": "registry", "namespace": ns, "labels": app_labels},
+            spec={
+                "replicas": settings.replicas,
+                "strategy": deployment_strategy(settings),
+                "selector": {"matchLabels": app_labels},
+                "template": {
+                    "metadata": {
+                        "labels": app_labels,
+                        "annotations": {**pod_annotations(settings), CONFIG_DIGEST_ANNOTATION: digest},
+                    },
+                    "spec": pod_spec(settings),
+                },
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[tls_secret, *self._before_pods, *after]),
+        )
+        if settings.replicas > 1:
+            # A drain or an upgrade of the nodes never takes the last serving pod.
+            # (With one replica it would block every drain, so there is none.)
+            k8s.policy.v1.PodDisruptionBudget(
+                f"{name}-disruption-budget",
+                metadata={"name": "registry", "namespace": ns, "labels": app_labels},
+                spec={"minAvailable": 1, "selector": {"matchLabels": app_labels}},
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.namespace]),
+            )
+
         self.register_outputs({"clusterIp": self.cluster_ip})
 
     def _claim(self, name: str, settings: Settings, app_labels: dict[str, str]) -> k8s.core.v1.PersistentVolumeClaim:

@@ -14,7 +14,7 @@ from tests.nodes import DERIVED, diff, require_tools
 from tests.stack import ProviderState
 from tests.trust import (
     ADD_DEPLOY, BUNDLE, CLUSTER_IP, FAKE_K3S, ID, NAME, STACK, WITH_CONFIG_PATH, assert_trusted, ca_in_bundle,
-    command, failed, lifecycle, mappings, node_factory, ok, program_run, run,
+    command, failed, lifecycle, mappings, node_factory, ok, program_run, run, store_file_name,
 )
 
 OTHER_STACK = "organization/registry/other"
@@ -301,7 +301,7 @@ def test_other_distributions_trust_stores_get_the_ca(nodes, program, layout):
     node = nodes.start(NO_DEBIAN_STORE + store_tool(tool, anchors, bundle))
     before = node.snapshot()
     ok(run(node, program.create()))
-    assert node.path(f"{anchors}/registry-node-trust-{NAME}-5000.crt").exists()
+    assert node.path(f"{anchors}/{store_file_name(program.ca)}").exists()
     assert_trusted(node, program, bundle)
     assert node.restarts() == ["restart containerd"], "containerd without config_path reads the store"
     ok(run(node, program.delete()))

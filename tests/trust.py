@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass
 from typing import Optional
 
@@ -19,7 +21,7 @@ CLUSTER_IP = "127.0.10.1"
 STACK = "organization/registry/test"
 NAME = "image-registry"
 ID = "image-registry:5000"
-CA_FILE = "/usr/local/share/ca-certificates/registry-node-trust-image-registry-5000.crt"
+STORE_DIR = "/usr/local/share/ca-certificates"
 BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 WITH_CONFIG_PATH = (
     "mkdir -p /etc/containerd && cat > /etc/containerd/config.toml <<'EOF'\n"
@@ -99,6 +101,19 @@ def failed(result, *phrases):
     for phrase in phrases:
         assert phrase in result.stderr, result.stderr
     return result
+
+
+def store_file_names(bundle: str) -> list[str]:
+    """The system-store file names node_trust.sh gives the certificates of a bundle:
+    the first 16 hex digits of the sha256 of each PEM block."""
+    blocks = re.findall(r"-----BEGIN CERTIFICATE-----\n.*?-----END CERTIFICATE-----\n", bundle.strip() + "\n", re.S)
+    assert blocks, bundle
+    return [f"registry-node-trust-{NAME}-5000-{hashlib.sha256(b.encode()).hexdigest()[:16]}.crt" for b in blocks]
+
+
+def store_file_name(ca: str) -> str:
+    (name,) = store_file_names(ca)
+    return name
 
 
 def _der(cert: x509.Certificate) -> bytes:
