@@ -41,6 +41,7 @@ KEYS = frozenset({
     "caGeneration", "gcSchedule", "metrics", "discovery",
 })
 MAX_CA_GENERATION = 1000
+DEFAULT_GC_SCHEDULE = "0 3 * * 0"
 _CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,?-]+$")
 _CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 # Namespaces the cluster itself owns: the program creates its namespace and
@@ -188,7 +189,19 @@ def parse_settings(
         )
     s3 = p.s3("s3", storage, has_secret_key=s3_secret_access_key is not None)
     ca_generation = p.integer("caGeneration", 1, 1, MAX_CA_GENERATION)
-    gc_schedule = p.cron("gcSchedule", "0 3 * * 0")
+    # Collection switches the registry to read-only through a flag on its
+    # volume (registry/maintenance.py); replicas on a bucket share no volume.
+    # Pulumi.yaml's default reaches the program on s3 stacks too (the CLI
+    # requires a default for a declared key, and it cannot depend on storage),
+    # so the default means "none" there; any other schedule is refused.
+    gc_schedule = p.cron("gcSchedule", DEFAULT_GC_SCHEDULE)
+    if gc_schedule == DEFAULT_GC_SCHEDULE and storage == "s3":
+        gc_schedule = None
+    if gc_schedule and storage == "s3":
+        problems.append(
+            f"registry:gcSchedule {gc_schedule!r} needs registry:storage pvc: with s3 the replicas share no volume "
+            'to switch to read-only together; set registry:gcSchedule "" and collect as the README says'
+        )
     metrics = p.boolean("metrics", True)
     discovery = p.boolean("discovery", True)
     if nodes and ssh_private_key is None:
@@ -384,7 +397,7 @@ class _Parser:
         """A CronJob schedule: five fields or a macro; set to "" for none."""
         raw = self._get(key)
         if raw is None:
-            return default
+            return default or None
         value = str(raw).strip()
         if value == "":
             return None

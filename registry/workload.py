@@ -9,6 +9,7 @@ from typing import Optional, Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
+from . import maintenance
 from .certificates import SERVICE_NAME
 from .settings import Settings
 
@@ -115,6 +116,17 @@ def storage_env(settings: Settings) -> list[dict]:
 
 
 def pod_spec(settings: Settings) -> dict:
+    spec = base_pod_spec(settings)
+    if maintenance.enabled(settings):
+        # Serves read-only while a garbage collection runs (registry/maintenance.py).
+        (container,) = spec["containers"]
+        container["command"] = maintenance.serve_command()
+        container["env"] += [maintenance.grace_env(), maintenance.drain_env()]
+        container["readinessProbe"] = maintenance.mode_readiness_probe(DATA_DIR)
+    return spec
+
+
+def base_pod_spec(settings: Settings) -> dict:
     probe = {"httpGet": {"path": "/", "port": "registry", "scheme": "HTTPS"}}
     return {
         "securityContext": {
@@ -326,6 +338,14 @@ class Workload(pulumi.ComponentResource):
                 metadata={"name": "registry", "namespace": ns, "labels": app_labels},
                 spec={"minAvailable": 1, "selector": {"matchLabels": app_labels}},
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.namespace]),
+            )
+
+        if maintenance.enabled(settings):
+            k8s.batch.v1.CronJob(
+                f"{name}-garbage-collection",
+                metadata={"name": "registry-gc", "namespace": ns, "labels": app_labels},
+                spec=maintenance.cron_job_spec(settings, pod_spec(settings), app_labels),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[tls_secret, *self._before_pods]),
             )
 
         self.register_outputs({"clusterIp": self.cluster_ip})

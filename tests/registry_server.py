@@ -88,15 +88,17 @@ class Registry:
 
     def __init__(
         self, source: PodSource, root: Path, address: Optional[str] = None, port: Optional[int] = None,
-        binary: str = "docker-registry",
+        binary: str = "docker-registry", pod: Optional[dict] = None, name: str = "registry",
     ):
         """`address` and `port`: where to listen instead of the Service's clusterIP and port (a
         replica's own address, a node's address and the node port); `binary`: another build of
-        the distribution registry (3.x, say)."""
+        the distribution registry (3.x, say); `pod`: another pod spec than the Deployment's (a
+        CronJob's), on the same volumes under `root`; `name`: its log's and bin folder's name."""
         self.root = root
         self.binary = binary
+        self.log_name = name
         self.secrets = source.secrets
-        pod = source.deployment["spec"]["template"]["spec"]
+        pod = pod or source.deployment["spec"]["template"]["spec"]
         (self.container,) = pod["containers"]
         self.volumes = {v["name"]: v for v in pod["volumes"]}
         service_port = source.service["spec"]["ports"][0]
@@ -162,20 +164,38 @@ class Registry:
             self.path(pod_path).write_text(content)
         env = {k: v for k, v in self.env.items() if not (without and k.startswith(without))}
         env.update(extra_env or {})
-        self.log = open(self.root / "registry.log", "ab")
+        self.log = open(self.root / f"{self.log_name}.log", "ab")
         self.process = subprocess.Popen(
-            [self.binary, "serve", str(self.path(IMAGE_CONFIG_PATH))],
-            env={"PATH": os.environ["PATH"], **env}, stdout=self.log, stderr=subprocess.STDOUT,
+            self.argv(), env={"PATH": f"{self.bin_dir()}:{os.environ['PATH']}", **env},
+            stdout=self.log, stderr=subprocess.STDOUT,
         )
         self.wait_ready(tls="REGISTRY_HTTP_TLS_CERTIFICATE" in env)
         return self
+
+    def argv(self) -> list[str]:
+        """The container's command (with pod paths re-rooted), or the image's `registry serve`."""
+        command = self.container.get("command")
+        if not command:
+            return [self.binary, "serve", str(self.path(IMAGE_CONFIG_PATH))]
+        return [str(self.path(a)) if a == IMAGE_CONFIG_PATH else a for a in command]
+
+    def bin_dir(self) -> Path:
+        """`registry`, as the image names the binary, for a container command that calls it;
+        a script at `<root>/<name>-registry` (tests' hook) takes its place when there is one."""
+        folder = self.root / f"bin-{self.log_name}"
+        folder.mkdir(exist_ok=True)
+        link = folder / "registry"
+        hook = self.root / f"{self.log_name}-registry"
+        if not link.exists():
+            link.symlink_to(hook if hook.exists() else shutil.which(self.binary))
+        return folder
 
     def wait_ready(self, tls: bool = True, seconds: float = 15) -> None:
         deadline = time.monotonic() + seconds
         context = ssl.create_default_context(cadata=self.ca_pem) if tls else None
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError("registry exited: " + (self.root / "registry.log").read_text()[-2000:])
+                raise RuntimeError("registry exited: " + (self.root / f"{self.log_name}.log").read_text()[-2000:])
             try:
                 with socket.create_connection((self.host, self.port), timeout=1) as sock:
                     if context:

@@ -199,6 +199,11 @@ def test_up_creates_the_registry_and_its_pull_secrets_in_the_cluster(engine):
         pull = engine.api.get(f"/api/v1/namespaces/{namespace}/secrets/registry-pull-secret")
         assert pull["type"] == "kubernetes.io/dockerconfigjson"
     # Read as ctlptl and Tilt read it (KEP-1755).
+    # Garbage collection, on its default schedule, beside the registry's pod.
+    cron = engine.api.get(f"/apis/batch/v1/namespaces/{NAMESPACE}/cronjobs/registry-gc")
+    assert cron["spec"]["schedule"] == "0 3 * * 0" and cron["spec"]["concurrencyPolicy"] == "Forbid"
+    gc_pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert gc_pod["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]["topologyKey"] == "kubernetes.io/hostname"
     hosting = engine.api.get("/api/v1/namespaces/kube-public/configmaps/local-registry-hosting")
     document = yaml.safe_load(hosting["data"]["localRegistryHosting.v1"])
     assert document["host"] == f"{engine.nodes[0].address}:30500"

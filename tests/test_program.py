@@ -215,8 +215,12 @@ def test_deployment_serves_tls_with_htpasswd_and_allows_delete(three_node_run):
     assert env["REGISTRY_STORAGE_DELETE_ENABLED"] == "true"
     c = container(three_node_run)
     assert c["image"] == "registry:2.8.3"
-    for probe in ("readinessProbe", "livenessProbe"):
-        assert c[probe]["httpGet"] == {"path": "/", "port": "registry", "scheme": "HTTPS"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/", "port": "registry", "scheme": "HTTPS"}
+    # With garbage collection on (the default), readiness follows the read-only switch.
+    assert "/var/lib/registry/.maintenance/mode" in c["readinessProbe"]["exec"]["command"][-1]
+    without_gc = container(run_stack({**BASE_CONFIG, "gcSchedule": ""}))
+    assert without_gc["readinessProbe"]["httpGet"] == {"path": "/", "port": "registry", "scheme": "HTTPS"}
+    assert "command" not in without_gc
     assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
 
 

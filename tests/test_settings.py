@@ -103,6 +103,7 @@ def test_node_defaults_come_from_ssh_user():
         ({"gcSchedule": "weekly"}, "gcSchedule", "'weekly'", "is not a cron schedule"),
         ({"gcSchedule": "0 3 * *"}, "gcSchedule", "'0 3 * *'", "five fields"),
         ({"metrics": "yes"}, "metrics", "'yes'", "true or false"),
+        ({"storage": "s3", "s3": {"bucket": "images"}, "gcSchedule": "@daily"}, "gcSchedule", "'@daily'", "needs registry:storage pvc"),
         ({"replicas": "2"}, "replicas", "2", "needs registry:storage s3"),
         ({"replicas": "0"}, "replicas", "0", "between 1 and 20"),
         ({"storage": "s3"}, "s3", "(unset)", "is required with registry:storage s3"),
@@ -197,4 +198,11 @@ def test_s3_secret_key_without_access_key_is_refused():
 def test_an_empty_gc_schedule_turns_collection_off():
     assert settings_from({"gcSchedule": ""}).gc_schedule is None
     assert settings_from({"gcSchedule": "@daily"}).gc_schedule == "@daily"
+    assert settings_from({}).gc_schedule == "0 3 * * 0"
+
+
+def test_the_default_gc_schedule_means_none_on_s3_where_collection_cannot_run():
+    s3 = {"storage": "s3", "s3": {"bucket": "images"}}
+    assert settings_from(s3).gc_schedule is None
+    assert settings_from({**s3, "gcSchedule": "0 3 * * 0"}).gc_schedule is None, "as Pulumi.yaml's default arrives"
     assert settings_from({}).gc_schedule == "0 3 * * 0"
