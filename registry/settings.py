@@ -7,12 +7,13 @@ and what would be accepted (pulumi.RunError prints it without a traceback).
 
 from __future__ import annotations
 
+import copy
 import difflib
 import ipaddress
 import json
 import re
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 import pulumi
@@ -39,7 +40,18 @@ KEYS = frozenset({
     "storageClass", "users", "pullSecretNamespaces", "certValidityDays", "nodes", "sshUser", "sshPrivateKey",
     "storage", "replicas", "s3", "s3AccessKeyId", "s3SecretAccessKey",
     "caGeneration", "gcSchedule", "metrics", "discovery",
+    "resources", "nodeSelector", "tolerations", "affinity", "imagePullSecret",
 })
+# The registry container's resources unless `resources` says otherwise.
+DEFAULT_RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
+_RESOURCE_NAMES = ("cpu", "memory", "ephemeral-storage")
+_CPU = re.compile(r"^([0-9]+(\.[0-9]+)?|[0-9]+m)$")
+# A label key: an optional DNS-subdomain prefix and a name of up to 63 characters.
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_LABEL_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+_TOLERATION_KEYS = {"key", "operator", "value", "effect", "tolerationSeconds"}
+_AFFINITY_KEYS = {"nodeAffinity", "podAffinity", "podAntiAffinity"}
 MAX_CA_GENERATION = 1000
 DEFAULT_GC_SCHEDULE = "0 3 * * 0"
 _CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,?-]+$")
@@ -109,9 +121,16 @@ class Settings:
     gc_schedule: Optional[str]
     metrics: bool
     discovery: bool
+    # Scheduling, as the pod gets them.
+    resources: dict = field(default_factory=lambda: copy.deepcopy(DEFAULT_RESOURCES))
+    node_selector: dict = field(default_factory=dict)
+    tolerations: tuple = ()
+    affinity: Optional[dict] = None
     # Secrets: kept out of every repr and component input.
     ssh_private_key: Optional[pulumi.Output[str]] = None
     s3_secret_access_key: Optional[pulumi.Output[str]] = None
+    # A .dockerconfigjson document for pulling the registry's own image.
+    image_pull_secret: Optional[pulumi.Output[str]] = None
 
     @property
     def endpoint(self) -> str:
@@ -131,6 +150,7 @@ def load_settings() -> Settings:
     return parse_settings(
         config.get, config.get_secret("sshPrivateKey"), keys=config_keys(),
         s3_secret_access_key=config.get_secret("s3SecretAccessKey"),
+        image_pull_secret=config.get_secret("imagePullSecret"),
     )
 
 
@@ -152,6 +172,7 @@ def parse_settings(
     ssh_private_key: Optional[pulumi.Output[str]] = None,
     keys: Optional[set[str]] = None,
     s3_secret_access_key: Optional[pulumi.Output[str]] = None,
+    image_pull_secret: Optional[pulumi.Output[str]] = None,
 ) -> Settings:
     """Build Settings from raw config strings; `get(key)` returns None when unset.
 
@@ -204,6 +225,11 @@ def parse_settings(
         )
     metrics = p.boolean("metrics", True)
     discovery = p.boolean("discovery", True)
+    resources = p.resources("resources")
+    node_selector = p.node_selector("nodeSelector")
+    tolerations = p.tolerations("tolerations")
+    affinity = p.affinity("affinity")
+    p.docker_config("imagePullSecret")
     if nodes and ssh_private_key is None:
         problems.append(
             f"registry:sshPrivateKey is not set, but registry:nodes lists {len(nodes)} node(s); "
@@ -234,6 +260,11 @@ def parse_settings(
         gc_schedule=gc_schedule,
         metrics=metrics,
         discovery=discovery,
+        resources=resources,
+        node_selector=node_selector,
+        tolerations=tuple(tolerations),
+        affinity=affinity,
+        image_pull_secret=image_pull_secret if get("imagePullSecret") else None,
         ssh_private_key=ssh_private_key,
         s3_secret_access_key=s3_secret_access_key if s3 is not None else None,
     )
@@ -466,6 +497,104 @@ class _Parser:
             bucket=bucket, region=region, endpoint=endpoint, force_path_style=flags["forcePathStyle"],
             root_directory=root, redirect=flags["redirect"], access_key_id=access_key_id,
         )
+
+    def _json_object(self, key: str, shape: str) -> Optional[dict]:
+        raw = self._raw(key)
+        if raw is None:
+            return None
+        try:
+            value = json.loads(raw) if isinstance(raw, str) else raw
+        except ValueError:
+            value = raw
+        if not isinstance(value, dict):
+            self._bad(key, repr(raw), f"must be an object {shape} (give it as YAML/JSON, e.g. with `pulumi config set --path`)")
+            return None
+        return value
+
+    def resources(self, key: str) -> dict:
+        """The container's requests and limits, replacing the defaults as a whole."""
+        value = self._json_object(key, "{requests?: {cpu?, memory?}, limits?: {cpu?, memory?}}")
+        if value is None:
+            return copy.deepcopy(DEFAULT_RESOURCES)
+        count = len(self.problems)
+        if not value or set(value) - {"requests", "limits"}:
+            self._bad(key, json.dumps(value), "must have requests and/or limits, and nothing else")
+        for part, amounts in value.items():
+            if part not in ("requests", "limits"):
+                continue
+            if not isinstance(amounts, dict) or set(amounts) - set(_RESOURCE_NAMES):
+                self._bad(f"{key}.{part}", json.dumps(amounts), f"must be an object of {', '.join(_RESOURCE_NAMES)}")
+                continue
+            for name, amount in amounts.items():
+                pattern = _CPU if name == "cpu" else _QUANTITY
+                if not isinstance(amount, str) or not pattern.match(amount):
+                    example = "500m or 2" if name == "cpu" else "512Mi"
+                    self._bad(f"{key}.{part}.{name}", json.dumps(amount), f"is not a Kubernetes quantity such as {example} (give it as a string)")
+        return value if len(self.problems) == count else copy.deepcopy(DEFAULT_RESOURCES)
+
+    def node_selector(self, key: str) -> dict:
+        value = self._json_object(key, "of node label to value")
+        if value is None:
+            return {}
+        count = len(self.problems)
+        for label, wanted in value.items():
+            prefix, _, name = label.rpartition("/")
+            if not _LABEL_NAME.match(name) or (prefix and not _LABEL_PREFIX.match(prefix)):
+                self._bad(f"{key}", json.dumps(label), "has a key that is not a label key, such as kubernetes.io/hostname or disktype")
+            if not isinstance(wanted, str) or not _LABEL_VALUE.match(wanted):
+                self._bad(f"{key}.{label}", json.dumps(wanted), "is not a label value: up to 63 letters, digits, '-', '_' and '.', as a string")
+        return value if len(self.problems) == count else {}
+
+    def tolerations(self, key: str) -> list:
+        value = self._json_list(key, [])
+        if value is None:
+            return []
+        count = len(self.problems)
+        for i, item in enumerate(value):
+            where = f"{key}[{i}]"
+            if not isinstance(item, dict) or not item or set(item) - _TOLERATION_KEYS:
+                self._bad(where, json.dumps(item), f"must be an object of {', '.join(sorted(_TOLERATION_KEYS))}")
+                continue
+            operator = item.get("operator", "Equal")
+            if operator not in ("Equal", "Exists"):
+                self._bad(f"{where}.operator", json.dumps(operator), "must be Equal or Exists")
+            if operator == "Exists" and item.get("value"):
+                self._bad(f"{where}.value", json.dumps(item["value"]), "must be empty with operator Exists")
+            if "key" not in item and operator != "Exists":
+                self._bad(where, json.dumps(item), "needs a key, or operator Exists to tolerate every taint")
+            for field_ in ("key", "value"):
+                if field_ in item and not isinstance(item[field_], str):
+                    self._bad(f"{where}.{field_}", json.dumps(item[field_]), "must be a string")
+            if item.get("effect", "") not in ("", "NoSchedule", "PreferNoSchedule", "NoExecute"):
+                self._bad(f"{where}.effect", json.dumps(item["effect"]), "must be NoSchedule, PreferNoSchedule or NoExecute")
+            seconds = item.get("tolerationSeconds")
+            if seconds is not None and (not isinstance(seconds, int) or isinstance(seconds, bool) or item.get("effect") != "NoExecute"):
+                self._bad(f"{where}.tolerationSeconds", json.dumps(seconds), "must be a whole number of seconds, with effect NoExecute")
+        return value if len(self.problems) == count else []
+
+    def affinity(self, key: str) -> Optional[dict]:
+        value = self._json_object(key, "{nodeAffinity?, podAffinity?, podAntiAffinity?}")
+        if value is None:
+            return None
+        if not value or set(value) - _AFFINITY_KEYS or not all(isinstance(v, dict) for v in value.values()):
+            self._bad(key, json.dumps(value), f"must be an object of {', '.join(sorted(_AFFINITY_KEYS))}, each an object as in a pod spec")
+            return None
+        return value
+
+    def docker_config(self, key: str) -> None:
+        """A .dockerconfigjson document; checked here, kept secret elsewhere (never printed)."""
+        raw = self._raw(key)
+        if raw is None:
+            return
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = None
+        if not isinstance(value, dict) or not isinstance(value.get("auths"), dict) or not value["auths"]:
+            self.problems.append(
+                f"registry:{key} (secret, not shown) must be a .dockerconfigjson document, "
+                '{"auths": {"<registry>": {"auth": "<base64 user:password>"}}}, such as ~/.docker/config.json after a docker login'
+            )
 
     def image(self, key: str, default: str) -> str:
         value = self._raw(key) or default

@@ -26,6 +26,7 @@ DATA_DIR = "/var/lib/registry"
 TLS_SECRET = "registry-tls"
 AUTH_SECRET = "registry-auth"
 S3_SECRET = "registry-s3"
+IMAGE_PULL_SECRET = "registry-image-pull"
 DATA_CLAIM = "registry-data"
 CONFIG_DIGEST_ANNOTATION = "registry.pulumi.com/config-digest"
 # The registry's storage-driver health check (on in the image's config.yml too,
@@ -153,10 +154,7 @@ def base_pod_spec(settings: Settings) -> dict:
                 ],
                 "readinessProbe": {**probe, "periodSeconds": 5, "failureThreshold": 3},
                 "livenessProbe": {**probe, "initialDelaySeconds": 10, "periodSeconds": 20, "failureThreshold": 3},
-                "resources": {
-                    "requests": {"cpu": "100m", "memory": "128Mi"},
-                    "limits": {"memory": "512Mi"},
-                },
+                "resources": settings.resources,
                 "securityContext": {
                     "allowPrivilegeEscalation": False,
                     "readOnlyRootFilesystem": True,
@@ -178,6 +176,12 @@ def base_pod_spec(settings: Settings) -> dict:
             *([{"name": "data", "persistentVolumeClaim": {"claimName": DATA_CLAIM}}] if settings.s3 is None else []),
             {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
         ],
+        # Scheduling as the user gives it (registry:nodeSelector, tolerations, affinity).
+        **({"nodeSelector": settings.node_selector} if settings.node_selector else {}),
+        **({"tolerations": list(settings.tolerations)} if settings.tolerations else {}),
+        **({"affinity": settings.affinity} if settings.affinity else {}),
+        # The registry's own image from a private mirror (registry:imagePullSecret).
+        **({"imagePullSecrets": [{"name": IMAGE_PULL_SECRET}]} if settings.image_pull_secret is not None else {}),
         # Replicas on different nodes, where there are enough: a node drain
         # then takes one of them, not all.
         **({"topologySpreadConstraints": [{
@@ -256,6 +260,15 @@ class Workload(pulumi.ComponentResource):
                 metadata={"name": S3_SECRET, "namespace": ns, "labels": app_labels},
                 type="Opaque",
                 string_data={"access-key-id": self._s3_keys[0], "secret-access-key": self._s3_keys[1]},
+                opts=in_ns,
+            ))
+
+        if settings.image_pull_secret is not None:
+            self._before_pods.append(k8s.core.v1.Secret(
+                f"{name}-image-pull",
+                metadata={"name": IMAGE_PULL_SECRET, "namespace": ns, "labels": app_labels},
+                type="kubernetes.io/dockerconfigjson",
+                string_data={".dockerconfigjson": settings.image_pull_secret},
                 opts=in_ns,
             ))
 

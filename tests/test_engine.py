@@ -36,6 +36,7 @@ from tests.nodes import NEEDED, Node, NodeFactory, diff, make_factory, require_t
 from tests.oci import write_image
 from tests.registry_server import PodSource, Registry
 from tests.stack import ProviderState, StackRun, run_stack
+from tests.test_program import KNOBS, MIRROR_AUTH
 
 # The Service range the API server allocates from, on loopback so that the
 # simulated nodes reach the registry on the Service's address.
@@ -72,7 +73,7 @@ class Stack:
         run = run_stack(self.config, self.state)
         assert run.error is None, run.error
         for key, value in changes.items():
-            self.project.set(f"registry:{key}", value, secret=key == "sshPrivateKey")
+            self.project.set(f"registry:{key}", value, secret=key in ("sshPrivateKey", "imagePullSecret"))
         for key, (value, secret) in material(run, self.config["users"]).items():
             # --raw: the bytes pulumi-tls would give, final newline included.
             self.project.set(f"{MATERIAL}:{key}", value, secret=secret, raw=True)
@@ -398,6 +399,9 @@ def test_a_stack_without_a_cluster_ip_gets_one_allocated_by_the_api_server(engin
     stack.configure(
         serviceCidr=SERVICE_CIDR, namespace="registry-two", nodePort=30501,
         pullSecretNamespaces=["registry-two"], storageSize="1Gi", users=["admin"], discovery=False,
+        # The knobs the API server must take as given (a nodeSelector would leave kwok's nodes unmatched).
+        resources=KNOBS["resources"], tolerations=KNOBS["tolerations"], affinity=KNOBS["affinity"],
+        imagePullSecret=MIRROR_AUTH,
     )
     preview = project.preview()
     assert preview.code == 0, preview.text
@@ -408,6 +412,13 @@ def test_a_stack_without_a_cluster_ip_gets_one_allocated_by_the_api_server(engin
         service = engine.api.get("/api/v1/namespaces/registry-two/services/registry")
         assert service["spec"]["clusterIP"] == allocated
         assert ipaddress.ip_address(allocated) in ipaddress.ip_network(SERVICE_CIDR)
+        pod = engine.api.get("/apis/apps/v1/namespaces/registry-two/deployments/registry")["spec"]["template"]["spec"]
+        assert pod["containers"][0]["resources"] == KNOBS["resources"]
+        assert (pod["tolerations"], pod["affinity"]) == (KNOBS["tolerations"], KNOBS["affinity"])
+        assert pod["imagePullSecrets"] == [{"name": "registry-image-pull"}]
+        mirror = engine.api.get("/api/v1/namespaces/registry-two/secrets/registry-image-pull")
+        assert mirror["type"] == "kubernetes.io/dockerconfigjson"
+        assert "bWlycm9yOnMzY3JldA" not in project.cli("stack", "export").stdout, "encrypted in the state"
         assert project.preview(expect_no_changes=True).code == 0
     finally:
         destroy = project.destroy()

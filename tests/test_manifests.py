@@ -35,10 +35,19 @@ def s3_objects():
     return found
 
 
+@pytest.fixture(scope="module")
+def knob_objects():
+    """Every scheduling knob set, and the registry image from a mirror with its own pull secret."""
+    from tests.test_program import KNOBS, MIRROR_AUTH
+    run = run_stack({**BASE_CONFIG, **KNOBS, "imagePullSecret": MIRROR_AUTH})
+    assert run.error is None, run.error
+    return manifests(run)
+
+
 @pytest.mark.parametrize("version", SUPPORTED)
-@pytest.mark.parametrize("storage", ["pvc", "s3"])
-def test_every_object_validates_strictly(objects, s3_objects, storage, version):
-    for urn, manifest in objects if storage == "pvc" else s3_objects:
+@pytest.mark.parametrize("storage", ["pvc", "s3", "pvc with every knob"])
+def test_every_object_validates_strictly(objects, s3_objects, knob_objects, storage, version):
+    for urn, manifest in {"pvc": objects, "s3": s3_objects, "pvc with every knob": knob_objects}[storage]:
         try:
             kubernetes_validate.validate(manifest, version, strict=True)
         except kubernetes_validate.ValidationError as error:

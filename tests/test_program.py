@@ -578,3 +578,42 @@ def test_workstation_setup_is_a_quoted_posix_script_without_a_secret(three_node_
         assert secret not in script
     parse = subprocess.run(["/bin/sh", "-n"], input=script, text=True, capture_output=True)
     assert parse.returncode == 0, parse.stderr
+
+
+KNOBS = {
+    "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+    "nodeSelector": {"disktype": "ssd"},
+    "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "registry", "effect": "NoSchedule"}],
+    "affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 1, "preference": {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}}]}},
+}
+MIRROR_AUTH = json.dumps({"auths": {"mirror.internal:5000": {"auth": "bWlycm9yOnMzY3JldA=="}}})
+
+
+def test_scheduling_knobs_go_to_the_pod_and_to_the_collection_beside_it():
+    run = run_stack({**BASE_CONFIG, **KNOBS})
+    pod = deployment(run)["spec"]["template"]["spec"]
+    assert pod["containers"][0]["resources"] == KNOBS["resources"]
+    assert (pod["nodeSelector"], pod["tolerations"], pod["affinity"]) == (
+        KNOBS["nodeSelector"], KNOBS["tolerations"], KNOBS["affinity"])
+    job = run.one("kubernetes:batch/v1:CronJob").inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert job["nodeSelector"] == KNOBS["nodeSelector"] and job["tolerations"] == KNOBS["tolerations"]
+    assert job["containers"][0]["resources"] == KNOBS["resources"]
+    assert "podAffinity" in job["affinity"], "the collection's own affinity: the registry pod's node"
+    plain = deployment(run_stack(BASE_CONFIG))["spec"]["template"]["spec"]
+    assert not {"nodeSelector", "tolerations", "affinity", "imagePullSecrets"} & set(plain)
+
+
+def test_the_registry_image_can_come_from_a_private_mirror_with_its_own_secret_credentials():
+    run = run_stack({**BASE_CONFIG, "image": "mirror.internal:5000/library/registry:2.8.3", "imagePullSecret": MIRROR_AUTH})
+    secret = run.one(SECRET, "registry-image-pull")
+    assert secret.inputs["type"] == "kubernetes.io/dockerconfigjson"
+    assert secret.inputs["stringData"][".dockerconfigjson"] == MIRROR_AUTH
+    assert "stringData" in secret.secret_paths or "stringData..dockerconfigjson" in secret.secret_paths
+    pod = deployment(run)["spec"]["template"]["spec"]
+    assert pod["imagePullSecrets"] == [{"name": "registry-image-pull"}]
+    assert secret.urn in run.one("kubernetes:apps/v1:Deployment").dependencies
+    job = run.one("kubernetes:batch/v1:CronJob").inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert job["imagePullSecrets"] == [{"name": "registry-image-pull"}]
+    for key, value in run.outputs.items():
+        assert "bWlycm9yOnMzY3JldA" not in json.dumps(value), key

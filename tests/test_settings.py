@@ -103,6 +103,17 @@ def test_node_defaults_come_from_ssh_user():
         ({"gcSchedule": "weekly"}, "gcSchedule", "'weekly'", "is not a cron schedule"),
         ({"gcSchedule": "0 3 * *"}, "gcSchedule", "'0 3 * *'", "five fields"),
         ({"metrics": "yes"}, "metrics", "'yes'", "true or false"),
+        ({"resources": {"requests": {"cpu": "lots"}}}, "resources.requests.cpu", '"lots"', "Kubernetes quantity"),
+        ({"resources": {"limits": {"gpu": "1"}}}, "resources.limits", '{"gpu": "1"}', "cpu, memory, ephemeral-storage"),
+        ({"resources": {"request": {}}}, "resources", '{"request": {}}', "requests and/or limits"),
+        ({"nodeSelector": {"disk type": "ssd"}}, "nodeSelector", '"disk type"', "not a label key"),
+        ({"nodeSelector": {"disktype": True}}, "nodeSelector.disktype", "true", "not a label value"),
+        ({"tolerations": [{"key": "a", "operator": "Maybe"}]}, "tolerations[0].operator", '"Maybe"', "Equal or Exists"),
+        ({"tolerations": [{"key": "a", "effect": "NoRun"}]}, "tolerations[0].effect", '"NoRun"', "NoSchedule, PreferNoSchedule or NoExecute"),
+        ({"tolerations": [{"operator": "Exists", "value": "x"}]}, "tolerations[0].value", '"x"', "empty with operator Exists"),
+        ({"tolerations": [{"key": "a", "tolerationSeconds": 5}]}, "tolerations[0].tolerationSeconds", "5", "with effect NoExecute"),
+        ({"affinity": {"nodeAfinity": {}}}, "affinity", '{"nodeAfinity": {}}', "nodeAffinity, podAffinity, podAntiAffinity"),
+        ({"imagePullSecret": "hunter2"}, "imagePullSecret", "(secret, not shown)", ".dockerconfigjson document"),
         ({"storage": "s3", "s3": {"bucket": "images"}, "gcSchedule": "@daily"}, "gcSchedule", "'@daily'", "needs registry:storage pvc"),
         ({"replicas": "2"}, "replicas", "2", "needs registry:storage s3"),
         ({"replicas": "0"}, "replicas", "0", "between 1 and 20"),
@@ -206,3 +217,24 @@ def test_the_default_gc_schedule_means_none_on_s3_where_collection_cannot_run():
     assert settings_from(s3).gc_schedule is None
     assert settings_from({**s3, "gcSchedule": "0 3 * * 0"}).gc_schedule is None, "as Pulumi.yaml's default arrives"
     assert settings_from({}).gc_schedule == "0 3 * * 0"
+
+
+def test_scheduling_knobs_reach_the_settings_as_given():
+    given = {
+        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
+        "nodeSelector": {"node-role.kubernetes.io/registry": "", "disktype": "ssd"},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "registry", "effect": "NoSchedule"},
+                        {"operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}],
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": []}}},
+    }
+    s = settings_from(given)
+    assert (s.resources, s.node_selector, list(s.tolerations), s.affinity) == (
+        given["resources"], given["nodeSelector"], given["tolerations"], given["affinity"])
+    default = settings_from({})
+    assert default.resources == {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
+    assert (default.node_selector, default.tolerations, default.affinity, default.image_pull_secret) == ({}, (), None, None)
+
+
+def test_a_bad_image_pull_secret_is_never_echoed():
+    message = refusal({"imagePullSecret": '{"auths": {}, "password": "hunter2"}'})
+    assert "hunter2" not in message and "registry:imagePullSecret" in message
