@@ -4,6 +4,7 @@ import pulumi
 
 from registry.certificates import Certificates, CertificatesArgs
 from registry.credentials import Credentials, CredentialsArgs
+from registry.node_storage import NodeStorage, NodeStorageArgs
 from registry.node_trust import NodeTrust, NodeTrustArgs
 from registry.program import Material, deploy_in_cluster, stack_outputs
 from registry.settings import load_settings
@@ -22,8 +23,12 @@ material = Material(
 )
 
 
-def trust_nodes(workload):
-    """Every node trusts the CA bundle and resolves the name; the pods roll out after."""
+def prepare_nodes(workload):
+    """Every node trusts the CA bundle and resolves the name, and with storage node
+    the data folder is ready; the pods roll out after."""
+    ready = []
+    if settings.storage == "node":
+        ready.append(NodeStorage("registry-storage", NodeStorageArgs(settings=settings)).command)
     trust = NodeTrust(
         "registry-node",
         NodeTrustArgs(
@@ -33,10 +38,10 @@ def trust_nodes(workload):
             service=workload.service,
         ),
     )
-    return list(trust.commands.values())
+    return ready + list(trust.commands.values())
 
 
-cluster = deploy_in_cluster(settings, material, trust_nodes)
+cluster = deploy_in_cluster(settings, material, prepare_nodes)
 
 for name, value in stack_outputs(settings, material, cluster).items():
     pulumi.export(name, value)

@@ -117,5 +117,10 @@ def remote_command(script: str, user: str) -> str:
     one quoted word. A non-root user goes through `sudo -n`, which fails at
     once, with sudo's own message, instead of waiting for a password.
     """
-    run = f"/bin/sh -c {shlex.quote(script + _RUN_STDIN)}"
+    return as_root(script + _RUN_STDIN, user)
+
+
+def as_root(script: str, user: str) -> str:
+    """`script` as one quoted word for /bin/sh, through `sudo -n` for a non-root user."""
+    run = f"/bin/sh -c {shlex.quote(script)}"
     return run if user == "root" else f"sudo -n {run}"

@@ -25,7 +25,11 @@ CONFIG_NAMESPACE = "registry"
 DEFAULT_IMAGE = "registry:2.8.3"
 
 RUNTIMES = ("auto", "docker", "containerd", "crio", "k3s")
-STORAGES = ("pvc", "s3")
+STORAGES = ("pvc", "s3", "node")
+DEFAULT_STORAGE_PATH = "/var/lib/registry-data"
+# Folders a storage path must not be, nor lie directly in as the folder itself.
+_SYSTEM_PATHS = frozenset({"/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/opt", "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var", "/var/lib", "/var/log", "/var/run", "/mnt", "/media"})
+_PATH = re.compile(r"^(/[A-Za-z0-9._+-]+)+$")
 MAX_REPLICAS = 20
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -41,6 +45,7 @@ KEYS = frozenset({
     "storage", "replicas", "s3", "s3AccessKeyId", "s3SecretAccessKey",
     "caGeneration", "gcSchedule", "metrics", "discovery",
     "resources", "nodeSelector", "tolerations", "affinity", "imagePullSecret",
+    "storageNode", "storagePath", "keepData",
 })
 # The registry container's resources unless `resources` says otherwise.
 DEFAULT_RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
@@ -116,11 +121,16 @@ class Settings:
     storage: str
     replicas: int
     s3: Optional[S3]
-    ca_generation: int
+    # storage node: the node entry whose folder holds the data, and the folder.
+    storage_node: Optional[Node] = None
+    storage_path: Optional[str] = None
+    # Whether destroy leaves the image data (storage node's folder) in place.
+    keep_data: bool = False
+    ca_generation: int = 1
     # Cron schedule of garbage collection; None: no collection.
-    gc_schedule: Optional[str]
-    metrics: bool
-    discovery: bool
+    gc_schedule: Optional[str] = None
+    metrics: bool = True
+    discovery: bool = True
     # Scheduling, as the pod gets them.
     resources: dict = field(default_factory=lambda: copy.deepcopy(DEFAULT_RESOURCES))
     node_selector: dict = field(default_factory=dict)
@@ -203,11 +213,12 @@ def parse_settings(
     nodes = p.nodes("nodes", ssh_user or "root")
     storage = p.choice("storage", "pvc", STORAGES)
     replicas = p.integer("replicas", 1, 1, MAX_REPLICAS)
-    if replicas > 1 and storage == "pvc":
+    if replicas > 1 and storage != "s3":
         problems.append(
-            f"registry:replicas {replicas} needs registry:storage s3: storage pvc is one ReadWriteOnce "
-            "volume, which only one pod can use"
+            f"registry:replicas {replicas} needs registry:storage s3: storage {storage} is one "
+            + ("ReadWriteOnce volume" if storage == "pvc" else "folder on one node") + ", which only one pod can use"
         )
+    storage_node, storage_path, keep_data = p.node_storage(storage, nodes)
     s3 = p.s3("s3", storage, has_secret_key=s3_secret_access_key is not None)
     ca_generation = p.integer("caGeneration", 1, 1, MAX_CA_GENERATION)
     # Collection switches the registry to read-only through a flag on its
@@ -256,6 +267,9 @@ def parse_settings(
         storage=storage,
         replicas=replicas,
         s3=s3,
+        storage_node=storage_node,
+        storage_path=storage_path,
+        keep_data=keep_data,
         ca_generation=ca_generation,
         gc_schedule=gc_schedule,
         metrics=metrics,
@@ -595,6 +609,28 @@ class _Parser:
                 f"registry:{key} (secret, not shown) must be a .dockerconfigjson document, "
                 '{"auths": {"<registry>": {"auth": "<base64 user:password>"}}}, such as ~/.docker/config.json after a docker login'
             )
+
+    def node_storage(self, storage: str, nodes: list) -> tuple[Optional[Node], Optional[str], bool]:
+        """storageNode, storagePath and keepData: set only with storage node."""
+        raw_node, raw_path, raw_keep = self._raw("storageNode"), self._raw("storagePath"), self._raw("keepData")
+        if storage != "node":
+            for key, given in (("storageNode", raw_node), ("storagePath", raw_path)):
+                if given is not None:
+                    self.problems.append(f"registry:{key} is set, but registry:storage is {storage}; set registry:storage node to use it")
+            if raw_keep is not None and self.boolean("keepData", False):
+                self._bad("keepData", "true", f"needs registry:storage node: with {storage} the data is "
+                          + ("the claim, which destroy deletes with the namespace; back it up first" if storage == "pvc" else "in your bucket, which destroy never touches"))
+            return None, None, False
+        names = [node.name for node in nodes]
+        node = next((n for n in nodes if n.name == raw_node), None)
+        if raw_node is None or node is None:
+            self._bad("storageNode", repr(raw_node) if raw_node else "(unset)",
+                      f"must name the node entry (registry:nodes[].name, and the node's Kubernetes name) that keeps the data; entries: {names or 'none'}")
+        path = raw_path or DEFAULT_STORAGE_PATH
+        if not _PATH.match(path) or path.rstrip("/") in _SYSTEM_PATHS or "/../" in path + "/" or "/./" in path + "/":
+            self._bad("storagePath", repr(path), "must be an absolute folder of its own such as /var/lib/registry-data (letters, digits, . _ + -; not a system folder)")
+        keep = self.boolean("keepData", True)
+        return node, path, keep
 
     def image(self, key: str, default: str) -> str:
         value = self._raw(key) or default

@@ -173,11 +173,12 @@ def base_pod_spec(settings: Settings) -> dict:
                     "defaultMode": 0o440,
                 },
             },
-            *([{"name": "data", "persistentVolumeClaim": {"claimName": DATA_CLAIM}}] if settings.s3 is None else []),
+            *data_volumes(settings),
             {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
         ],
-        # Scheduling as the user gives it (registry:nodeSelector, tolerations, affinity).
-        **({"nodeSelector": settings.node_selector} if settings.node_selector else {}),
+        # Scheduling as the user gives it (registry:nodeSelector, tolerations, affinity);
+        # storage node pins the pod to the node that holds its folder.
+        **({"nodeSelector": node_selector(settings)} if node_selector(settings) else {}),
         **({"tolerations": list(settings.tolerations)} if settings.tolerations else {}),
         **({"affinity": settings.affinity} if settings.affinity else {}),
         # The registry's own image from a private mirror (registry:imagePullSecret).
@@ -193,9 +194,23 @@ def base_pod_spec(settings: Settings) -> dict:
     }
 
 
+def data_volumes(settings: Settings) -> list[dict]:
+    if settings.storage == "pvc":
+        return [{"name": "data", "persistentVolumeClaim": {"claimName": DATA_CLAIM}}]
+    if settings.storage == "node":
+        # Prepared over SSH (registry/node_storage.py) before the pod starts: it must exist.
+        return [{"name": "data", "hostPath": {"path": settings.storage_path, "type": "Directory"}}]
+    return []
+
+
+def node_selector(settings: Settings) -> dict[str, str]:
+    pinned = {"kubernetes.io/hostname": settings.storage_node.name} if settings.storage_node else {}
+    return {**settings.node_selector, **pinned}
+
+
 def deployment_strategy(settings: Settings) -> dict:
     if settings.s3 is None:
-        # One ReadWriteOnce volume: the old pod must let go before the new one starts.
+        # One ReadWriteOnce volume, or one node's folder: the old pod must let go before the new one starts.
         return {"type": "Recreate"}
     # Shared storage: a new pod is Ready before an old one goes, so pulls never stop.
     return {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
@@ -251,9 +266,9 @@ class Workload(pulumi.ComponentResource):
         )
         self._before_pods: list[pulumi.Resource] = [auth_secret]
         self._s3_keys: list[pulumi.Input[str]] = []
-        if settings.s3 is None:
+        if settings.storage == "pvc":
             self._before_pods.append(self._claim(name, settings, app_labels))
-        elif settings.s3.access_key_id:
+        elif settings.s3 is not None and settings.s3.access_key_id:
             self._s3_keys = [settings.s3.access_key_id, settings.s3_secret_access_key]
             self._before_pods.append(k8s.core.v1.Secret(
                 f"{name}-s3",

@@ -44,10 +44,18 @@ def knob_objects():
     return manifests(run)
 
 
+@pytest.fixture(scope="module")
+def node_objects():
+    run = run_stack({**BASE_CONFIG, "storage": "node", "storageNode": "cp"})
+    assert run.error is None, run.error
+    return manifests(run)
+
+
 @pytest.mark.parametrize("version", SUPPORTED)
-@pytest.mark.parametrize("storage", ["pvc", "s3", "pvc with every knob"])
-def test_every_object_validates_strictly(objects, s3_objects, knob_objects, storage, version):
-    for urn, manifest in {"pvc": objects, "s3": s3_objects, "pvc with every knob": knob_objects}[storage]:
+@pytest.mark.parametrize("storage", ["pvc", "s3", "pvc with every knob", "node"])
+def test_every_object_validates_strictly(objects, s3_objects, knob_objects, node_objects, storage, version):
+    chosen = {"pvc": objects, "s3": s3_objects, "pvc with every knob": knob_objects, "node": node_objects}[storage]
+    for urn, manifest in chosen:
         try:
             kubernetes_validate.validate(manifest, version, strict=True)
         except kubernetes_validate.ValidationError as error:

@@ -14,6 +14,9 @@ from tests.stack import ROOT, run_stack
 KEY = "stands-for-a-secret-output"
 
 
+NODE_LIST = [{"name": "cp", "host": "192.168.56.10"}]
+
+
 def settings_from(values: dict, key=KEY):
     raw = {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
     return parse_settings(raw.get, key)
@@ -103,6 +106,12 @@ def test_node_defaults_come_from_ssh_user():
         ({"gcSchedule": "weekly"}, "gcSchedule", "'weekly'", "is not a cron schedule"),
         ({"gcSchedule": "0 3 * *"}, "gcSchedule", "'0 3 * *'", "five fields"),
         ({"metrics": "yes"}, "metrics", "'yes'", "true or false"),
+        ({"storage": "node", "sshPrivateKey": "k", "nodes": NODE_LIST}, "storageNode", "(unset)", "must name the node entry"),
+        ({"storage": "node", "storageNode": "w1", "sshPrivateKey": "k", "nodes": NODE_LIST}, "storageNode", "'w1'", "entries: ['cp']"),
+        ({"storage": "node", "storageNode": "cp", "storagePath": "/etc", "sshPrivateKey": "k", "nodes": NODE_LIST}, "storagePath", "'/etc'", "not a system folder"),
+        ({"storage": "node", "storageNode": "cp", "storagePath": "data", "sshPrivateKey": "k", "nodes": NODE_LIST}, "storagePath", "'data'", "absolute folder"),
+        ({"storage": "node", "storageNode": "cp", "replicas": "2", "sshPrivateKey": "k", "nodes": NODE_LIST}, "replicas", "2", "folder on one node"),
+        ({"keepData": "true"}, "keepData", "true", "destroy deletes with the namespace"),
         ({"resources": {"requests": {"cpu": "lots"}}}, "resources.requests.cpu", '"lots"', "Kubernetes quantity"),
         ({"resources": {"limits": {"gpu": "1"}}}, "resources.limits", '{"gpu": "1"}', "cpu, memory, ephemeral-storage"),
         ({"resources": {"request": {}}}, "resources", '{"request": {}}', "requests and/or limits"),
@@ -238,3 +247,9 @@ def test_scheduling_knobs_reach_the_settings_as_given():
 def test_a_bad_image_pull_secret_is_never_echoed():
     message = refusal({"imagePullSecret": '{"auths": {}, "password": "hunter2"}'})
     assert "hunter2" not in message and "registry:imagePullSecret" in message
+
+
+def test_storage_node_defaults_keep_the_data_in_a_folder_of_its_own():
+    s = settings_from({"storage": "node", "storageNode": "cp", "sshPrivateKey": "k", "nodes": NODE_LIST})
+    assert (s.storage_node.name, s.storage_path, s.keep_data) == ("cp", "/var/lib/registry-data", True)
+    assert "registry:storageNode is set, but registry:storage is pvc" in refusal({"storageNode": "cp"})

@@ -1,0 +1,91 @@
+"""storage: node — the registry's data in a folder on one node, as the seed guide keeps it.
+
+For clusters without a storage provisioner (a bare kubeadm cluster has none):
+over the same SSH connection as node trust, the folder is prepared for the
+registry's user (uid and gid 1000, mode 0700), and the pod is pinned to that
+node with a hostPath volume. `keepData` (default true) decides whether
+`pulumi destroy` leaves the folder, and with it every image, for a later
+`pulumi up` to find again.
+
+The folder is the program's only when it made it (a marker file inside says
+so), or when it was empty: a folder with someone else's files is refused,
+and delete never removes a folder that is not the program's.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+import pulumi_command as command
+
+from .node_script import as_root
+from .settings import Settings
+
+# The registry image's user (the Deployment's runAsUser and fsGroup).
+REGISTRY_UID = 1000
+MARKER = ".registry-storage"
+
+
+def create_script(path: str) -> str:
+    """Make the folder the registry's; refuse one that holds someone else's files."""
+    p = shlex.quote(path)
+    m = shlex.quote(f"{path}/{MARKER}")
+    return (
+        "set -eu\n"
+        f"if [ -e {p} ] && [ ! -d {p} ]; then echo \"registry storage: {path} exists and is not a folder; "
+        "choose another registry:storagePath\" >&2; exit 1; fi\n"
+        f"if [ -d {p} ] && [ ! -e {m} ] && [ -n \"$(ls -A {p})\" ]; then echo \"registry storage: {path} already "
+        "holds files that are not the registry's; choose another registry:storagePath, or empty it\" >&2; exit 1; fi\n"
+        f"mkdir -p {p}\n"
+        f"[ -e {m} ] || : >{m}\n"
+        f"chown {REGISTRY_UID}:{REGISTRY_UID} {p} {m}\n"
+        f"chmod 700 {p}\n"
+    )
+
+
+def delete_script(path: str, keep: bool) -> str:
+    """Keep the folder (keepData), or remove it if it is the program's."""
+    p = shlex.quote(path)
+    m = shlex.quote(f"{path}/{MARKER}")
+    if keep:
+        return f"echo \"registry storage: kept {path} (registry:keepData true)\" >&2\n"
+    return (
+        "set -eu\n"
+        f"if [ -e {m} ]; then rm -rf -- {p}; echo \"registry storage: removed {path}\" >&2; "
+        f"else echo \"registry storage: left {path}, which is not the registry's\" >&2; fi\n"
+    )
+
+
+@dataclass
+class NodeStorageArgs:
+    settings: Settings
+
+
+class NodeStorage(pulumi.ComponentResource):
+    """The data folder on `storageNode`, prepared over SSH."""
+
+    command: command.remote.Command
+
+    def __init__(self, name: str, args: NodeStorageArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("registry:index:NodeStorage", name, None, opts)
+        settings = args.settings
+        node, path = settings.storage_node, settings.storage_path
+        assert node is not None and path is not None
+        self.command = command.remote.Command(
+            f"{name}-folder",
+            connection=command.remote.ConnectionArgs(
+                host=node.host, port=node.port, user=node.user, private_key=settings.ssh_private_key,
+                dial_error_limit=5, per_dial_timeout=30,
+            ),
+            create=as_root(create_script(path), node.user),
+            # keepData changes the delete in place: the stored delete is the newest.
+            delete=as_root(delete_script(path, settings.keep_data), node.user),
+            # Another folder or machine: the old delete runs there, the new create here.
+            triggers=[path, node.host, node.port, node.user],
+            add_previous_output_in_env=False,
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+        )
+        self.register_outputs({})
