@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -40,6 +40,8 @@ def hosting_document(settings: Settings) -> str:
 @dataclass
 class DiscoveryArgs:
     settings: Settings
+    # What must exist first (the pull secrets in namespaces of the user's).
+    after: Sequence[pulumi.Resource] = ()
 
 
 class Discovery(pulumi.ComponentResource):
@@ -50,6 +52,6 @@ class Discovery(pulumi.ComponentResource):
             metadata={"name": CONFIGMAP_NAME, "namespace": CONFIGMAP_NAMESPACE},
             data={DATA_KEY: hosting_document(args.settings)},
             # The name is fixed by the KEP: a replacement must free it first.
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.after), delete_before_replace=True),
         )
         self.register_outputs({})

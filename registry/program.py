@@ -50,6 +50,17 @@ def deploy_in_cluster(
     `trust_nodes` makes the nodes trust the CA and resolve the Service's
     clusterIP; the pods roll out after what it returns.
     """
+    username = settings.users[0]
+    pull_secrets = PullSecrets(
+        "registry-pull",
+        PullSecretsArgs(
+            namespaces=settings.pull_secret_namespaces,
+            registries=[settings.endpoint, *settings.external_endpoints],
+            username=username,
+            password=material.passwords[username],
+            own_namespace=settings.namespace,
+        ),
+    )
     workload = Workload(
         "registry",
         WorkloadArgs(
@@ -59,22 +70,13 @@ def deploy_in_cluster(
             server_key_pem=material.server_key_pem,
             htpasswd=material.htpasswd,
             http_secret=material.http_secret,
+            after=pull_secrets.foreign,
         ),
     )
+    pull_secrets.add_own(workload.namespace)
     workload.roll_out(after=trust_nodes(workload))
-    username = settings.users[0]
-    pull_secrets = PullSecrets(
-        "registry-pull",
-        PullSecretsArgs(
-            namespaces=settings.pull_secret_namespaces,
-            registries=[settings.endpoint, *settings.external_endpoints],
-            username=username,
-            password=material.passwords[username],
-            registry_namespace=workload.namespace if settings.namespace in settings.pull_secret_namespaces else None,
-        ),
-    )
     if settings.discovery:
-        Discovery("registry-discovery", DiscoveryArgs(settings=settings))
+        Discovery("registry-discovery", DiscoveryArgs(settings=settings, after=pull_secrets.foreign))
     return InCluster(workload=workload, pull_secrets=pull_secrets)
 
 

@@ -26,32 +26,44 @@ class PullSecretsArgs:
     registries: Sequence[str]
     username: str
     password: pulumi.Input[str]
-    # The workload's namespace, when it is one of `namespaces`, must exist first.
-    registry_namespace: Optional[k8s.core.v1.Namespace] = None
+    # The registry's own namespace (created by the program, so its pull secret comes last).
+    own_namespace: str = ""
 
 
 class PullSecrets(pulumi.ComponentResource):
+    """The pull secrets. Those in namespaces the program does not create come
+    first (`foreign`): the registry's objects wait for them, so that a listed
+    namespace that does not exist stops `pulumi up` before the registry is
+    created. The one in the registry's own namespace comes with `add_own`."""
+
     name: str
+    foreign: list[k8s.core.v1.Secret]
 
     def __init__(self, name: str, args: PullSecretsArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("registry:index:PullSecrets", name, None, opts)
         registries = list(args.registries)
         username = args.username
-        config = pulumi.Output.secret(args.password).apply(
+        self._name = name
+        self._config = pulumi.Output.secret(args.password).apply(
             lambda password: docker_config_json(registries, username, password)
         )
-        for namespace in args.namespaces:
-            depends = []
-            if args.registry_namespace is not None:
-                depends = [args.registry_namespace]
-            k8s.core.v1.Secret(
-                f"{name}-{namespace}",
-                metadata={"name": PULL_SECRET_NAME, "namespace": namespace},
-                type="kubernetes.io/dockerconfigjson",
-                string_data={".dockerconfigjson": config},
-                # The name is fixed: a replacement (another type or namespace)
-                # must free it before the new Secret takes it.
-                opts=pulumi.ResourceOptions(parent=self, depends_on=depends, delete_before_replace=True),
-            )
+        self._own = args.own_namespace if args.own_namespace in args.namespaces else None
+        self.foreign = [self._secret(namespace, []) for namespace in args.namespaces if namespace != self._own]
         self.name = PULL_SECRET_NAME
         self.register_outputs({})
+
+    def add_own(self, registry_namespace: k8s.core.v1.Namespace) -> None:
+        """The pull secret in the registry's namespace, once that exists (when it is listed)."""
+        if self._own is not None:
+            self._secret(self._own, [registry_namespace])
+
+    def _secret(self, namespace: str, depends: list) -> k8s.core.v1.Secret:
+        return k8s.core.v1.Secret(
+            f"{self._name}-{namespace}",
+            metadata={"name": PULL_SECRET_NAME, "namespace": namespace},
+            type="kubernetes.io/dockerconfigjson",
+            string_data={".dockerconfigjson": self._config},
+            # The name is fixed: a replacement (another type or namespace)
+            # must free it before the new Secret takes it.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends, delete_before_replace=True),
+        )

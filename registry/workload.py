@@ -234,6 +234,9 @@ class WorkloadArgs:
     server_key_pem: pulumi.Input[str]
     htpasswd: pulumi.Input[str]
     http_secret: pulumi.Input[str]
+    # What must exist before anything is created: the pull secrets in the
+    # user's namespaces, so that a missing namespace stops `up` first.
+    after: Sequence[pulumi.Resource] = ()
 
 
 class Workload(pulumi.ComponentResource):
@@ -250,7 +253,7 @@ class Workload(pulumi.ComponentResource):
         self.namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",
             metadata={"name": ns, "labels": app_labels},
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.after)),
         )
         # Fixed names are referenced by the pod spec; replacing one must free
         # the name before the new object takes it. (Data changes update a

@@ -447,6 +447,24 @@ def test_a_namespace_that_already_exists_is_refused_by_up_and_left_alone(engine)
     assert "deletionTimestamp" not in namespace["metadata"]
 
 
+def test_a_missing_pull_secret_namespace_stops_up_before_the_registry_is_created(engine):
+    """The registry's objects wait for the pull secrets in the user's namespaces, so the
+    first failure is the missing namespace's, named in the message, and nothing of the
+    registry exists; destroy removes the pull secrets made in the namespaces that do exist."""
+    engine.api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}})
+    project = EngineProject(engine.bin_dir, engine.root / "missing", engine.cluster.kubeconfig, stack="missing")
+    project.create_stack()
+    Stack(project).configure(serviceCidr=SERVICE_CIDR, namespace="registry-three", nodePort=30504,
+                             pullSecretNamespaces=["registry-three", "team-a", "apps"], storageSize="1Gi",
+                             users=["admin"], discovery=False)
+    up = project.up()
+    assert up.code != 0 and "(registry-pull-apps)" in up.text and 'namespaces "apps" not found' in up.text, up.text
+    assert engine.api.find("/api/v1/namespaces/registry-three") is None, "nothing of the registry in the cluster"
+    assert project.destroy().code == 0
+    assert engine.api.find("/api/v1/namespaces/team-a/secrets/registry-pull-secret") is None
+    assert engine.api.find("/api/v1/namespaces/team-a") is not None
+
+
 def test_storage_s3_with_two_replicas_runs_two_pods_on_two_nodes_with_a_budget_and_no_claim(engine):
     """The real scheduler honours the spread, and the Deployment's await waits for both pods."""
     project = EngineProject(engine.bin_dir, engine.root / "s3", engine.cluster.kubeconfig, stack="s3")

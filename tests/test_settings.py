@@ -64,12 +64,13 @@ def test_pulumi_yaml_declares_the_same_defaults_the_code_applies():
         "kubernetes:enableSecretMutable": True, "kubernetes:enableServerSideApply": False}
 
 
-def test_example_stack_is_a_valid_three_node_config():
-    stack = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
+def test_example_stack_is_a_valid_three_node_config_that_no_stack_picks_up_by_itself():
+    stack = yaml.safe_load((ROOT / "Pulumi.example.yaml").read_text())["config"]
     values = {k.split(":", 1)[1]: v for k, v in stack.items()}
     s = settings_from(values)
-    assert len(s.nodes) == 3 and s.cluster_ip == "10.96.0.50"
+    assert len(s.nodes) == 3 and s.cluster_ip is None and s.pull_secret_namespaces == ("default",)
     assert "sshPrivateKey" not in values, "the example must hold no secret"
+    assert not list(ROOT.glob("Pulumi.dev.yaml")), "a stack named dev starts from its own file, not the example's"
 
 
 def test_node_defaults_come_from_ssh_user():
