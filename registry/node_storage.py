@@ -22,6 +22,7 @@ import pulumi
 import pulumi_command as command
 
 from .node_script import as_root
+from .node_trust import connection
 from .settings import Settings
 
 # The registry image's user (the Deployment's runAsUser and fsGroup).
@@ -76,10 +77,7 @@ class NodeStorage(pulumi.ComponentResource):
         assert node is not None and path is not None
         self.command = command.remote.Command(
             f"{name}-folder",
-            connection=command.remote.ConnectionArgs(
-                host=node.host, port=node.port, user=node.user, private_key=settings.ssh_private_key,
-                dial_error_limit=5, per_dial_timeout=30,
-            ),
+            connection=connection(settings, node),
             create=as_root(create_script(path), node.user),
             # keepData changes the delete in place: the stored delete is the newest.
             delete=as_root(delete_script(path, settings.keep_data), node.user),

@@ -23,6 +23,29 @@ def node_params(settings: Settings, node: Node, stack: str) -> NodeTrustParams:
     )
 
 
+def connection(settings: Settings, node: Node) -> command.remote.ConnectionArgs:
+    """How pulumi-command reaches a node: the stack's key (and its passphrase), or
+    the ssh-agent of SSH_AUTH_SOCK, which pulumi-command reads itself
+    (remote/connection.go); through the bastion when there is one; the node's
+    host key checked when it is given, else not."""
+    bastion = settings.ssh_bastion
+    return command.remote.ConnectionArgs(
+        host=node.host,
+        port=node.port,
+        user=node.user,
+        private_key=settings.ssh_private_key,
+        private_key_password=settings.ssh_key_passphrase,
+        host_key=node.host_key,
+        proxy=command.remote.ProxyConnectionArgs(
+            host=bastion.host, port=bastion.port, user=bastion.user, host_key=bastion.host_key,
+            private_key=settings.ssh_private_key, private_key_password=settings.ssh_key_passphrase,
+            dial_error_limit=5, per_dial_timeout=30,
+        ) if bastion else None,
+        dial_error_limit=5,
+        per_dial_timeout=30,
+    )
+
+
 def replacement_triggers(settings: Settings, node: Node, stack: str) -> list:
     """What the delete that undoes a create must know: a change to any of it is
     a replacement, in which the old delete runs with the old values.
@@ -62,14 +85,7 @@ class NodeTrust(pulumi.ComponentResource):
             )
             self.commands[node.name] = command.remote.Command(
                 f"{name}-{node.name}",
-                connection=command.remote.ConnectionArgs(
-                    host=node.host,
-                    port=node.port,
-                    user=node.user,
-                    private_key=settings.ssh_private_key,
-                    dial_error_limit=5,
-                    per_dial_timeout=30,
-                ),
+                connection=connection(settings, node),
                 create=create,
                 delete=remote_command(delete_script(params), user),
                 # pulumi-command (remote/commandOutputs.go) hands `stdin` to

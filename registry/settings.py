@@ -7,10 +7,12 @@ and what would be accepted (pulumi.RunError prints it without a traceback).
 
 from __future__ import annotations
 
+import base64
 import copy
 import difflib
 import ipaddress
 import json
+import os
 import re
 import urllib.parse
 from dataclasses import dataclass, field
@@ -35,7 +37,10 @@ MAX_REPLICAS = 20
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
 _NODE_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
-_NODE_KEYS = {"name", "host", "port", "user", "runtime"}
+_NODE_KEYS = {"name", "host", "port", "user", "runtime", "hostKey"}
+_BASTION_KEYS = {"host", "port", "user", "hostKey"}
+# An OpenSSH public key line, as `ssh-keyscan` prints after the host name.
+_HOST_KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa")
 _S3_KEYS = {"bucket", "endpoint", "region", "forcePathStyle", "rootDirectory", "redirect"}
 # S3's bucket naming rules, the part every S3 API enforces.
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -46,6 +51,7 @@ KEYS = frozenset({
     "caGeneration", "gcSchedule", "metrics", "discovery",
     "resources", "nodeSelector", "tolerations", "affinity", "imagePullSecret",
     "storageNode", "storagePath", "keepData",
+    "sshAgent", "sshBastion", "sshKeyPassphrase",
 })
 # The registry container's resources unless `resources` says otherwise.
 DEFAULT_RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
@@ -81,10 +87,22 @@ class Node:
     port: int
     user: str
     runtime: str
+    # The node's SSH host key (OpenSSH public key line); None: not checked.
+    host_key: Optional[str] = None
 
     @property
     def is_ip(self) -> bool:
         return _is_ip(self.host)
+
+
+@dataclass(frozen=True)
+class Bastion:
+    """A jump host the node connections go through (registry:sshBastion)."""
+
+    host: str
+    port: int
+    user: str
+    host_key: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +159,10 @@ class Settings:
     s3_secret_access_key: Optional[pulumi.Output[str]] = None
     # A .dockerconfigjson document for pulling the registry's own image.
     image_pull_secret: Optional[pulumi.Output[str]] = None
+    # SSH as operators have it: the key's passphrase, an ssh-agent, a bastion.
+    ssh_key_passphrase: Optional[pulumi.Output[str]] = None
+    ssh_agent: bool = False
+    ssh_bastion: Optional[Bastion] = None
 
     @property
     def endpoint(self) -> str:
@@ -161,6 +183,7 @@ def load_settings() -> Settings:
         config.get, config.get_secret("sshPrivateKey"), keys=config_keys(),
         s3_secret_access_key=config.get_secret("s3SecretAccessKey"),
         image_pull_secret=config.get_secret("imagePullSecret"),
+        ssh_key_passphrase=config.get_secret("sshKeyPassphrase"),
     )
 
 
@@ -183,6 +206,8 @@ def parse_settings(
     keys: Optional[set[str]] = None,
     s3_secret_access_key: Optional[pulumi.Output[str]] = None,
     image_pull_secret: Optional[pulumi.Output[str]] = None,
+    ssh_key_passphrase: Optional[pulumi.Output[str]] = None,
+    environ: Optional[dict] = None,
 ) -> Settings:
     """Build Settings from raw config strings; `get(key)` returns None when unset.
 
@@ -241,11 +266,21 @@ def parse_settings(
     tolerations = p.tolerations("tolerations")
     affinity = p.affinity("affinity")
     p.docker_config("imagePullSecret")
-    if nodes and ssh_private_key is None:
+    ssh_agent = p.boolean("sshAgent", False)
+    ssh_bastion = p.bastion("sshBastion", ssh_user or "root")
+    if ssh_agent and not (environ if environ is not None else os.environ).get("SSH_AUTH_SOCK"):
+        problems.append(
+            "registry:sshAgent is true, but SSH_AUTH_SOCK is not set where pulumi runs; "
+            "start an agent and add the key (eval $(ssh-agent); ssh-add), or give registry:sshPrivateKey"
+        )
+    if nodes and ssh_private_key is None and not ssh_agent:
         problems.append(
             f"registry:sshPrivateKey is not set, but registry:nodes lists {len(nodes)} node(s); "
-            "set it with `pulumi config set --secret registry:sshPrivateKey < key`"
+            "set it with `pulumi config set --secret registry:sshPrivateKey < key`, or set registry:sshAgent true "
+            "to use the keys of your ssh-agent"
         )
+    if get("sshKeyPassphrase") and ssh_private_key is None:
+        problems.append("registry:sshKeyPassphrase is set without registry:sshPrivateKey; give the key too")
 
     if problems:
         raise SettingsError("invalid config:\n  " + "\n  ".join(problems))
@@ -279,6 +314,9 @@ def parse_settings(
         tolerations=tuple(tolerations),
         affinity=affinity,
         image_pull_secret=image_pull_secret if get("imagePullSecret") else None,
+        ssh_key_passphrase=ssh_key_passphrase if get("sshKeyPassphrase") else None,
+        ssh_agent=ssh_agent,
+        ssh_bastion=ssh_bastion,
         ssh_private_key=ssh_private_key,
         s3_secret_access_key=s3_secret_access_key if s3 is not None else None,
     )
@@ -632,6 +670,44 @@ class _Parser:
         keep = self.boolean("keepData", True)
         return node, path, keep
 
+    def host_key_ok(self, key: str, value: Any) -> bool:
+        """An OpenSSH public key line (`ssh-keyscan -t ed25519 HOST`, without the host name)."""
+        fields = value.split() if isinstance(value, str) else []
+        try:
+            # The blob is SSH wire format: a length-prefixed key type, which must match the first field.
+            blob = base64.b64decode(fields[1], validate=True)
+            length = int.from_bytes(blob[:4], "big")
+            assert fields[0] in _HOST_KEY_TYPES and blob[4:4 + length].decode() == fields[0] and len(blob) > 4 + length
+        except Exception:
+            self._bad(key, json.dumps(value), "must be the node's SSH host key as `ssh-keyscan -t ed25519 <host>` prints it "
+                      "after the host name, such as \"ssh-ed25519 AAAAC3Nza...\"")
+            return False
+        return True
+
+    def bastion(self, key: str, ssh_user: str) -> Optional[Bastion]:
+        value = self._json_object(key, "{host, port?, user?, hostKey?}")
+        if value is None:
+            return None
+        count = len(self.problems)
+        unknown = sorted(set(value) - _BASTION_KEYS)
+        if unknown:
+            self._bad(key, json.dumps(value), f"has unknown keys {unknown}; accepted: {sorted(_BASTION_KEYS)}")
+        host = value.get("host")
+        if not isinstance(host, str) or not host or (not _is_ip(host) and hostname_problem(host.lower())):
+            self._bad(f"{key}.host", json.dumps(host), "is required: the jump host's IP address or DNS name")
+        port = value.get("port", 22)
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            self._bad(f"{key}.port", json.dumps(port), "must be between 1 and 65535")
+        user = value.get("user", ssh_user)
+        if not isinstance(user, str) or not user or ":" in user or any(c.isspace() for c in user):
+            self._bad(f"{key}.user", json.dumps(user), "must be a user name without ':' or whitespace")
+        host_key = value.get("hostKey")
+        if host_key is not None:
+            self.host_key_ok(f"{key}.hostKey", host_key)
+        if len(self.problems) > count:
+            return None
+        return Bastion(host=host, port=port, user=user, host_key=host_key)
+
     def image(self, key: str, default: str) -> str:
         value = self._raw(key) or default
         if any(c.isspace() for c in value):
@@ -745,10 +821,13 @@ class _Parser:
             if runtime not in RUNTIMES:
                 self._bad(f"{where}.runtime", json.dumps(runtime), f"must be one of {', '.join(RUNTIMES)}")
                 ok = False
+            host_key = entry.get("hostKey")
+            if host_key is not None and not self.host_key_ok(f"{where}.hostKey", host_key):
+                ok = False
             if isinstance(name, str):
                 names.add(name)
             if isinstance(host, str) and host:
                 hosts.add(_machine(host))
             if ok and not unknown:
-                nodes.append(Node(name=name, host=host, port=port, user=user, runtime=runtime))
+                nodes.append(Node(name=name, host=host, port=port, user=user, runtime=runtime, host_key=host_key))
         return nodes

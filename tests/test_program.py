@@ -617,3 +617,29 @@ def test_the_registry_image_can_come_from_a_private_mirror_with_its_own_secret_c
     assert job["imagePullSecrets"] == [{"name": "registry-image-pull"}]
     for key, value in run.outputs.items():
         assert "bWlycm9yOnMzY3JldA" not in json.dumps(value), key
+
+
+def test_node_connections_carry_the_passphrase_bastion_and_host_keys_as_secrets():
+    from tests.test_settings import HOST_KEY
+    nodes = [{"name": "cp", "host": "192.168.56.10", "hostKey": HOST_KEY}, {"name": "w1", "host": "192.168.56.11"}]
+    run = run_stack({**BASE_CONFIG, "nodes": nodes, "sshKeyPassphrase": "open sesame",
+                     "sshBastion": {"host": "jump.example.com", "port": 2200, "hostKey": HOST_KEY}})
+    assert run.error is None, run.error
+    for c in run.of_type(COMMAND):
+        connection = c.inputs["connection"]
+        assert connection["privateKeyPassword"] == "open sesame" and "connection" in c.secret_paths
+        assert connection["proxy"] == {"host": "jump.example.com", "port": 2200, "user": "root", "hostKey": HOST_KEY,
+                                       "privateKey": BASE_CONFIG["sshPrivateKey"], "privateKeyPassword": "open sesame",
+                                       "dialErrorLimit": 5, "perDialTimeout": 30}
+        assert connection.get("hostKey") == (HOST_KEY if c.name == "registry-node-cp" else None)
+    for value in run.outputs.values():
+        assert "open sesame" not in json.dumps(value)
+
+
+def test_with_an_ssh_agent_no_key_is_needed_or_sent(monkeypatch):
+    monkeypatch.setenv("SSH_AUTH_SOCK", "/run/user/1000/agent.sock")
+    config = {k: v for k, v in BASE_CONFIG.items() if k != "sshPrivateKey"}
+    run = run_stack({**config, "sshAgent": True})
+    assert run.error is None, run.error
+    for c in run.of_type(COMMAND):
+        assert "privateKey" not in c.inputs["connection"], "pulumi-command uses SSH_AUTH_SOCK's agent itself"

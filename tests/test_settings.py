@@ -107,6 +107,10 @@ def test_node_defaults_come_from_ssh_user():
         ({"gcSchedule": "weekly"}, "gcSchedule", "'weekly'", "is not a cron schedule"),
         ({"gcSchedule": "0 3 * *"}, "gcSchedule", "'0 3 * *'", "five fields"),
         ({"metrics": "yes"}, "metrics", "'yes'", "true or false"),
+        ({"nodes": [{"name": "a", "host": "10.0.0.1", "hostKey": "ssh-ed25519 AAAA"}]}, "nodes[0].hostKey", '"ssh-ed25519 AAAA"', "ssh-keyscan"),
+        ({"sshBastion": {"port": 22}}, "sshBastion.host", "null", "jump host's IP address or DNS name"),
+        ({"sshBastion": {"host": "jump", "proxy": "x"}}, "sshBastion", '{"host": "jump", "proxy": "x"}', "unknown keys ['proxy']"),
+        ({"sshBastion": {"host": "jump", "hostKey": "rsa"}}, "sshBastion.hostKey", '"rsa"', "ssh-keyscan"),
         ({"storage": "node", "sshPrivateKey": "k", "nodes": NODE_LIST}, "storageNode", "(unset)", "must name the node entry"),
         ({"storage": "node", "storageNode": "w1", "sshPrivateKey": "k", "nodes": NODE_LIST}, "storageNode", "'w1'", "entries: ['cp']"),
         ({"storage": "node", "storageNode": "cp", "storagePath": "/etc", "sshPrivateKey": "k", "nodes": NODE_LIST}, "storagePath", "'/etc'", "not a system folder"),
@@ -254,3 +258,19 @@ def test_storage_node_defaults_keep_the_data_in_a_folder_of_its_own():
     s = settings_from({"storage": "node", "storageNode": "cp", "sshPrivateKey": "k", "nodes": NODE_LIST})
     assert (s.storage_node.name, s.storage_path, s.keep_data) == ("cp", "/var/lib/registry-data", True)
     assert "registry:storageNode is set, but registry:storage is pvc" in refusal({"storageNode": "cp"})
+
+
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINPxDQB8MdU6LMnnmNqGHrKF6hFyVzGe2119w2bPjwtf"
+
+
+def test_ssh_as_operators_have_it_agent_bastion_passphrase_host_keys():
+    nodes = [{"name": "a", "host": "10.0.0.1", "hostKey": HOST_KEY}]
+    raw = {"nodes": json.dumps(nodes), "sshAgent": "true", "sshBastion": json.dumps({"host": "jump.example.com", "user": "ops"})}
+    s = parse_settings(raw.get, None, environ={"SSH_AUTH_SOCK": "/run/user/1000/agent.sock"})
+    assert s.ssh_agent and s.nodes[0].host_key == HOST_KEY
+    assert (s.ssh_bastion.host, s.ssh_bastion.port, s.ssh_bastion.user) == ("jump.example.com", 22, "ops")
+    with pytest.raises(SettingsError) as caught:
+        parse_settings(raw.get, None, environ={})
+    assert "registry:sshAgent is true, but SSH_AUTH_SOCK is not set" in str(caught.value)
+    assert "or set registry:sshAgent true" in refusal({"nodes": nodes}, key=None)
+    assert "registry:sshKeyPassphrase is set without registry:sshPrivateKey" in refusal({"sshKeyPassphrase": "x"}, key=None)
