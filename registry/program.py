@@ -55,10 +55,11 @@ def deploy_in_cluster(
         "registry-pull",
         PullSecretsArgs(
             namespaces=settings.pull_secret_namespaces,
-            registries=[settings.endpoint, *settings.external_endpoints],
+            registries=[settings.endpoint, *settings.cluster_dns_endpoints, *settings.external_endpoints],
             username=username,
             password=material.passwords[username],
             own_namespace=settings.namespace,
+            service_accounts=settings.service_account_pull_secret,
         ),
     )
     workload = Workload(

@@ -51,7 +51,7 @@ KEYS = frozenset({
     "caGeneration", "gcSchedule", "metrics", "discovery",
     "resources", "nodeSelector", "tolerations", "affinity", "imagePullSecret",
     "storageNode", "storagePath", "keepData",
-    "sshAgent", "sshBastion", "sshKeyPassphrase",
+    "sshAgent", "sshBastion", "sshKeyPassphrase", "serviceAccountPullSecret",
 })
 # The registry container's resources unless `resources` says otherwise.
 DEFAULT_RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
@@ -163,10 +163,17 @@ class Settings:
     ssh_key_passphrase: Optional[pulumi.Output[str]] = None
     ssh_agent: bool = False
     ssh_bastion: Optional[Bastion] = None
+    # Add the pull secret to each listed namespace's default ServiceAccount.
+    service_account_pull_secret: bool = False
 
     @property
     def endpoint(self) -> str:
         return f"{self.hostname}:{self.port}"
+
+    @property
+    def cluster_dns_endpoints(self) -> list[str]:
+        """The Service's cluster DNS names, as in-cluster builders dial them."""
+        return [f"registry.{self.namespace}.svc:{self.port}", f"registry.{self.namespace}.svc.cluster.local:{self.port}"]
 
     @property
     def external_endpoints(self) -> list[str]:
@@ -266,6 +273,7 @@ def parse_settings(
     tolerations = p.tolerations("tolerations")
     affinity = p.affinity("affinity")
     p.docker_config("imagePullSecret")
+    service_account_pull_secret = p.boolean("serviceAccountPullSecret", False)
     ssh_agent = p.boolean("sshAgent", False)
     ssh_bastion = p.bastion("sshBastion", ssh_user or "root")
     if ssh_agent and not (environ if environ is not None else os.environ).get("SSH_AUTH_SOCK"):
@@ -317,6 +325,7 @@ def parse_settings(
         ssh_key_passphrase=ssh_key_passphrase if get("sshKeyPassphrase") else None,
         ssh_agent=ssh_agent,
         ssh_bastion=ssh_bastion,
+        service_account_pull_secret=service_account_pull_secret,
         ssh_private_key=ssh_private_key,
         s3_secret_access_key=s3_secret_access_key if s3 is not None else None,
     )

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -463,6 +464,56 @@ def test_a_missing_pull_secret_namespace_stops_up_before_the_registry_is_created
     assert project.destroy().code == 0
     assert engine.api.find("/api/v1/namespaces/team-a/secrets/registry-pull-secret") is None
     assert engine.api.find("/api/v1/namespaces/team-a") is not None
+
+
+def wait_for(find, seconds: float = 30):
+    deadline = time.monotonic() + seconds
+    while (found := find()) is None:
+        assert time.monotonic() < deadline, "never appeared"
+        time.sleep(0.2)
+    return found
+
+
+def test_default_service_accounts_gain_the_pull_secret_and_one_listing_others_is_left_alone(engine):
+    """A server-side-apply patch (a provider of its own). The API server treats an
+    account's imagePullSecrets as one atomic list: an account that lists none gets
+    ours and gives it back on destroy; one that already lists a secret refuses the
+    patch with a field conflict, before the registry is created, and keeps its list."""
+    accounts = {}
+    for namespace in ("team-b", "team-c"):
+        engine.api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+        accounts[namespace] = f"/api/v1/namespaces/{namespace}/serviceaccounts/default"
+        wait_for(lambda: engine.api.find(accounts[namespace]))  # made by kube-controller-manager
+    theirs = engine.api.get(accounts["team-c"])
+    theirs["imagePullSecrets"] = [{"name": "team-c-mirror"}]
+    engine.api.request("PUT", accounts["team-c"], theirs)
+
+    def stack(name: str, namespace: str, node_port: int) -> EngineProject:
+        project = EngineProject(engine.bin_dir, engine.root / name, engine.cluster.kubeconfig, stack=name)
+        project.create_stack()
+        Stack(project).configure(serviceCidr=SERVICE_CIDR, namespace=f"registry-{name}", nodePort=node_port,
+                                 pullSecretNamespaces=[namespace], storageSize="1Gi", users=["admin"],
+                                 discovery=False, serviceAccountPullSecret=True)
+        return project
+
+    engine.cluster.add_volume()
+    fresh = stack("accounts", "team-b", 30505)
+    up = fresh.up()
+    try:
+        assert up.code == 0, up.text
+        assert engine.api.get(accounts["team-b"])["imagePullSecrets"] == [{"name": "registry-pull-secret"}]
+        assert fresh.preview(expect_no_changes=True).code == 0
+    finally:
+        destroy = fresh.destroy()
+    assert destroy.code == 0, destroy.text
+    assert not engine.api.get(accounts["team-b"]).get("imagePullSecrets"), "ours is taken back"
+
+    listing = stack("listing", "team-c", 30506)
+    up = listing.up()
+    assert up.code != 0 and 'conflict with "before-first-apply"' in up.text and ".imagePullSecrets" in up.text, up.text
+    assert engine.api.find("/api/v1/namespaces/registry-listing") is None, "stopped before the registry is created"
+    assert listing.destroy().code == 0
+    assert engine.api.get(accounts["team-c"])["imagePullSecrets"] == [{"name": "team-c-mirror"}]
 
 
 def test_storage_s3_with_two_replicas_runs_two_pods_on_two_nodes_with_a_budget_and_no_claim(engine):

@@ -260,7 +260,9 @@ def test_pull_secret_in_every_namespace_with_every_endpoint(three_node_run):
         assert secret.inputs["metadata"]["name"] == run.outputs["pullSecretName"]
         assert secret.secret_paths == ["stringData"]
         auths = json.loads(secret.inputs["stringData"][".dockerconfigjson"])["auths"]
-        assert set(auths) == {run.outputs["endpoint"], *run.outputs["externalEndpoints"]}
+        # In-cluster builders (kaniko, buildkit) dial the Service's cluster DNS name.
+        in_cluster = {"registry.registry.svc:5000", "registry.registry.svc.cluster.local:5000"}
+        assert set(auths) == {run.outputs["endpoint"], *in_cluster, *run.outputs["externalEndpoints"]}
         for entry in auths.values():
             assert entry["username"] == "admin" and entry["password"] == password
             assert base64.b64decode(entry["auth"]).decode() == f"admin:{password}"
@@ -643,3 +645,19 @@ def test_with_an_ssh_agent_no_key_is_needed_or_sent(monkeypatch):
     assert run.error is None, run.error
     for c in run.of_type(COMMAND):
         assert "privateKey" not in c.inputs["connection"], "pulumi-command uses SSH_AUTH_SOCK's agent itself"
+
+
+def test_the_default_service_accounts_get_the_pull_secret_only_on_request():
+    assert run_stack(BASE_CONFIG).of_type("kubernetes:core/v1:ServiceAccountPatch") == []
+    run = run_stack({**BASE_CONFIG, "serviceAccountPullSecret": True})
+    patches = run.of_type("kubernetes:core/v1:ServiceAccountPatch")
+    assert sorted(p.inputs["metadata"]["namespace"] for p in patches) == ["apps", "default"]
+    namespace = run.one("kubernetes:core/v1:Namespace")
+    assert {p.urn for p in patches} <= set(namespace.dependencies), "a refused patch stops up before the registry exists"
+    provider = run.one("pulumi:providers:kubernetes")
+    assert provider.inputs["enableServerSideApply"] in ("true", True)
+    for patch in patches:
+        assert patch.inputs["metadata"]["name"] == "default"
+        assert patch.inputs["imagePullSecrets"] == [{"name": "registry-pull-secret"}]
+        secret = run.one(SECRET, f"registry-pull-{patch.inputs['metadata']['namespace']}")
+        assert secret.urn in patch.dependencies
