@@ -11,12 +11,18 @@ from registry.settings import load_settings
 
 settings = load_settings()
 
-certificates = Certificates("registry", CertificatesArgs(settings=settings))
 credentials = Credentials("registry", CredentialsArgs(users=settings.users))
+if settings.tls_certificate is not None:
+    # The user's own certificate (registry/own_certificate.py checked it): no CA of ours.
+    ca_bundle_pem, server_cert_pem, server_key_pem = settings.tls_ca, settings.tls_certificate, settings.tls_key
+else:
+    certificates = Certificates("registry", CertificatesArgs(settings=settings))
+    ca_bundle_pem = certificates.ca_bundle_pem
+    server_cert_pem, server_key_pem = certificates.server_cert_pem, certificates.server_key_pem
 material = Material(
-    ca_cert_pem=certificates.ca_bundle_pem,
-    server_cert_pem=certificates.server_cert_pem,
-    server_key_pem=certificates.server_key_pem,
+    ca_cert_pem=ca_bundle_pem,
+    server_cert_pem=server_cert_pem,
+    server_key_pem=server_key_pem,
     htpasswd=credentials.htpasswd,
     http_secret=credentials.http_secret,
     passwords=credentials.passwords,
@@ -33,7 +39,7 @@ def prepare_nodes(workload):
         "registry-node",
         NodeTrustArgs(
             settings=settings,
-            ca_cert_pem=certificates.ca_bundle_pem,
+            ca_cert_pem=ca_bundle_pem,
             cluster_ip=workload.cluster_ip,
             service=workload.service,
         ),

@@ -52,6 +52,7 @@ KEYS = frozenset({
     "resources", "nodeSelector", "tolerations", "affinity", "imagePullSecret",
     "storageNode", "storagePath", "keepData",
     "sshAgent", "sshBastion", "sshKeyPassphrase", "serviceAccountPullSecret",
+    "tlsCertificate", "tlsKey", "tlsCa",
 })
 # The registry container's resources unless `resources` says otherwise.
 DEFAULT_RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
@@ -165,6 +166,10 @@ class Settings:
     ssh_bastion: Optional[Bastion] = None
     # Add the pull secret to each listed namespace's default ServiceAccount.
     service_account_pull_secret: bool = False
+    # A server certificate the user brings, its key (secret) and the CA nodes trust for it.
+    tls_certificate: Optional[str] = None
+    tls_key: Optional[pulumi.Output[str]] = None
+    tls_ca: Optional[str] = None
 
     @property
     def endpoint(self) -> str:
@@ -191,6 +196,7 @@ def load_settings() -> Settings:
         s3_secret_access_key=config.get_secret("s3SecretAccessKey"),
         image_pull_secret=config.get_secret("imagePullSecret"),
         ssh_key_passphrase=config.get_secret("sshKeyPassphrase"),
+        tls_key=config.get_secret("tlsKey"),
     )
 
 
@@ -215,6 +221,7 @@ def parse_settings(
     image_pull_secret: Optional[pulumi.Output[str]] = None,
     ssh_key_passphrase: Optional[pulumi.Output[str]] = None,
     environ: Optional[dict] = None,
+    tls_key: Optional[pulumi.Output[str]] = None,
 ) -> Settings:
     """Build Settings from raw config strings; `get(key)` returns None when unset.
 
@@ -274,6 +281,16 @@ def parse_settings(
     affinity = p.affinity("affinity")
     p.docker_config("imagePullSecret")
     service_account_pull_secret = p.boolean("serviceAccountPullSecret", False)
+    tls_certificate, tls_ca = p._raw("tlsCertificate"), p._raw("tlsCa")
+    if tls_certificate is None and (tls_ca is not None or p._raw("tlsKey") is not None):
+        problems.append("registry:tlsKey or registry:tlsCa is set without registry:tlsCertificate; give all three, or none")
+    if tls_certificate is not None:
+        from .own_certificate import problems as certificate_problems
+
+        problems.extend(certificate_problems(tls_certificate, p._raw("tlsKey"), tls_ca, hostname))
+        if ca_generation != 1:
+            problems.append("registry:caGeneration is set, but registry:tlsCertificate brings its own CA; rotate by giving "
+                            "the new CA in registry:tlsCa next to the old one, then the new certificate")
     ssh_agent = p.boolean("sshAgent", False)
     ssh_bastion = p.bastion("sshBastion", ssh_user or "root")
     if ssh_agent and not (environ if environ is not None else os.environ).get("SSH_AUTH_SOCK"):
@@ -326,6 +343,9 @@ def parse_settings(
         ssh_agent=ssh_agent,
         ssh_bastion=ssh_bastion,
         service_account_pull_secret=service_account_pull_secret,
+        tls_certificate=tls_certificate,
+        tls_key=tls_key if tls_certificate is not None else None,
+        tls_ca=tls_ca if tls_certificate is not None else None,
         ssh_private_key=ssh_private_key,
         s3_secret_access_key=s3_secret_access_key if s3 is not None else None,
     )

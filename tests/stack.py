@@ -388,7 +388,7 @@ def run_stack(
     asyncio.set_event_loop(loop)
     try:
         pulumi_settings.ROOT.set(None)
-        pulumi.runtime.set_all_config(config_for(config), secret_keys=["registry:sshPrivateKey", "registry:s3SecretAccessKey", "registry:imagePullSecret"])
+        pulumi.runtime.set_all_config(config_for(config), secret_keys=["registry:sshPrivateKey", "registry:s3SecretAccessKey", "registry:imagePullSecret", "registry:sshKeyPassphrase", "registry:tlsKey"])
         mocks = EmulatingMocks(state, allocated_ip)
         monitor = RecordingMonitor(mocks)
         pulumi.runtime.set_mocks(

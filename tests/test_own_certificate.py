@@ -1,0 +1,149 @@
+"""A server certificate the user brings (an enterprise CA's): checked before anything is
+created, served by the real registry, and trusted by nodes through the user's CA."""
+
+from __future__ import annotations
+
+import datetime
+import json
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tests.nodes import NEEDED, make_factory, require_tools
+from tests.oci import read_image, write_image
+from tests.registry_server import PodSource, Registry
+from tests.stack import run_stack
+
+CLUSTER_IP = "127.0.10.1"
+NOW = datetime.datetime.now(datetime.timezone.utc)
+
+
+def pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def key_pem(key) -> str:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode()
+
+
+def make_ca(name: str = "Example Corp Root CA"):
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(NOW - datetime.timedelta(days=1))
+            .not_valid_after(NOW + datetime.timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+                                         key_encipherment=False, data_encipherment=False, key_agreement=False,
+                                         encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .sign(key, hashes.SHA256()))
+    return key, cert
+
+
+def make_leaf(ca, names=("image-registry",), ips=(CLUSTER_IP,), days=(-1, 90)):
+    ca_key, ca_cert = ca
+    key = ec.generate_private_key(ec.SECP256R1())
+    import ipaddress
+    sans = [x509.DNSName(n) for n in names] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
+    ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+            .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(NOW + datetime.timedelta(days=days[0])).not_valid_after(NOW + datetime.timedelta(days=days[1]))
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    return key, cert
+
+
+@pytest.fixture(scope="module")
+def own():
+    ca = make_ca()
+    key, leaf = make_leaf(ca)
+    return {"tlsCertificate": pem(leaf), "tlsKey": key_pem(key), "tlsCa": pem(ca[1]), "ca": ca}
+
+
+def config(own, **more) -> dict:
+    return {"serviceCidr": "127.0.0.0/8", "clusterIp": CLUSTER_IP,
+            **{k: own[k] for k in ("tlsCertificate", "tlsKey", "tlsCa")}, **more}
+
+
+def test_the_program_serves_the_users_certificate_and_nodes_trust_the_users_ca(own):
+    run = run_stack(config(own, sshPrivateKey="k", nodes=[{"name": "cp", "host": "192.168.56.10"}]))
+    assert run.error is None, run.error
+    assert run.of_type("tls:index/selfSignedCert:SelfSignedCert") == [] and run.of_type("tls:index/locallySignedCert:LocallySignedCert") == []
+    tls = run.one("kubernetes:core/v1:Secret", "registry-tls")
+    assert tls.inputs["stringData"] == {"tls.crt": own["tlsCertificate"], "tls.key": own["tlsKey"], "ca.crt": own["tlsCa"]}
+    assert "stringData" in tls.secret_paths
+    assert run.outputs["caCertificate"] == own["tlsCa"]
+    (command,) = run.of_type("command:remote:Command")
+    assert own["tlsCa"].splitlines()[1] in command.inputs["create"]
+    for value in run.outputs.values():
+        assert own["tlsKey"].splitlines()[1] not in json.dumps(value)
+
+
+@pytest.mark.parametrize("case, phrase", [
+    ("another key", "is not the key of registry:tlsCertificate"),
+    ("another name", "does not verify for 'image-registry'"),
+    ("another CA", "does not verify for 'image-registry'"),
+    ("expired", "not now"),
+    ("no key", "registry:tlsKey is not set"),
+    ("no CA", "registry:tlsCa is not set"),
+    ("caGeneration", "registry:caGeneration is set, but registry:tlsCertificate brings its own CA"),
+])
+def test_a_certificate_nodes_would_refuse_is_refused_before_anything_is_created(own, case, phrase):
+    values = config(own)
+    if case == "another key":
+        values["tlsKey"] = key_pem(ec.generate_private_key(ec.SECP256R1()))
+    elif case == "another name":
+        key, leaf = make_leaf(own["ca"], names=("registry.example.com",))
+        values.update(tlsCertificate=pem(leaf), tlsKey=key_pem(key))
+    elif case == "another CA":
+        values["tlsCa"] = pem(make_ca("Someone Else")[1])
+    elif case == "expired":
+        key, leaf = make_leaf(own["ca"], days=(-30, -1))
+        values.update(tlsCertificate=pem(leaf), tlsKey=key_pem(key))
+    elif case == "no key":
+        del values["tlsKey"]
+    elif case == "no CA":
+        del values["tlsCa"]
+    elif case == "caGeneration":
+        values["caGeneration"] = 2
+    run = run_stack(values)
+    assert run.error is not None and phrase in str(run.error), run.error
+    assert [r for r in run.resources if r.custom] == [], "nothing is created"
+    assert own["tlsKey"].splitlines()[1] not in str(run.error)
+
+
+def test_a_node_pushes_by_name_to_the_real_registry_serving_the_users_certificate(own, tmp_path):
+    require_tools({**NEEDED, "docker-registry": "docker-registry", "skopeo": "skopeo"})
+    factory = make_factory()
+    registry = None
+    try:
+        node = factory.start()
+        run = run_stack(config(own, sshPrivateKey=factory.private_key,
+                               nodes=[{"name": "n", "host": node.address, "port": node.port}]))
+        assert run.error is None, run.error
+        (command,) = run.of_type("command:remote:Command")
+        result = node.run_command(command.inputs, "create")
+        assert result.returncode == 0, result.stderr
+        registry = Registry(PodSource.from_run(run), tmp_path / "registry").start()
+        auth = tmp_path / "auth.json"
+        auth.write_text(run.one("kubernetes:core/v1:Secret", "registry-pull-default").inputs["stringData"][".dockerconfigjson"])
+        write_image(tmp_path / "image", "v1")
+        pushed = node.inside("skopeo", "--command-timeout", "60s", "copy", "--dest-authfile", str(auth),
+                             f"oci:{tmp_path / 'image'}:v1", "docker://image-registry:5000/own/app:1", check=False, timeout=120)
+        assert pushed.returncode == 0, pushed.stderr
+        pulled = node.inside("skopeo", "--command-timeout", "60s", "copy", "--src-authfile", str(auth),
+                             "docker://image-registry:5000/own/app:1", f"oci:{tmp_path / 'out'}:v1", check=False, timeout=120)
+        assert pulled.returncode == 0 and read_image(tmp_path / "out")[0] == read_image(tmp_path / "image")[0], pulled.stderr
+    finally:
+        if registry:
+            registry.stop()
+        factory.close()
