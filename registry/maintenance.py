@@ -25,8 +25,9 @@ from pathlib import Path
 from .settings import Settings
 
 HERE = Path(__file__).resolve().parent
-SERVE_SCRIPT = (HERE / "registry_serve.sh").read_text()
-GC_SCRIPT = (HERE / "registry_gc.sh").read_text()
+COMMON = (HERE / "maintenance_common.sh").read_text()
+SERVE_SCRIPT = COMMON + (HERE / "registry_serve.sh").read_text()
+GC_SCRIPT = COMMON + (HERE / "registry_gc.sh").read_text()
 # The registry image's own config file, which REGISTRY_* env overrides.
 IMAGE_CONFIG = "/etc/docker/registry/config.yml"
 # How long a switch waits for readiness probes and the Service's endpoints to

@@ -14,13 +14,8 @@
 #      serves read-write again, waits the grace period (the pod becomes Ready
 #      again) and only then stops its own read-only server.
 # While it runs, pushes get 405 (UNSUPPORTED) and pulls are served.
-# $1: the registry's config file.
-set -u
-config=$1
-dir="$REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY/.maintenance"
-FLAG="$dir/collecting"
-MODE="$dir/mode"
-grace=${REGISTRY_GC_GRACE_SECONDS:-10}
+# config, dir, FLAG, MODE and grace come from maintenance_common.sh, put before it.
+# shellcheck disable=SC2154
 keeper=""
 status=1
 

@@ -12,13 +12,8 @@
 #   3. it writes "ro"; the job waits for that before it collects.
 # When the flag goes (or grows stale: a job that died), it switches back the
 # same way and writes "rw", and the pod is Ready again.
-# $1: the registry's config file.
-set -u
-config=$1
-dir="$REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY/.maintenance"
-FLAG="$dir/collecting"
-MODE="$dir/mode"
-grace=${REGISTRY_GC_GRACE_SECONDS:-10}
+# config, dir, FLAG, MODE and grace come from maintenance_common.sh, put before it.
+# shellcheck disable=SC2154
 pid=""
 
 serve() {

@@ -537,12 +537,8 @@ class _Parser:
         if raw is None:
             self._bad(key, "(unset)", "is required with registry:storage s3: an object with at least a bucket, such as {bucket: registry}")
             return None
-        try:
-            value = json.loads(raw) if isinstance(raw, str) else raw
-        except ValueError:
-            value = raw
-        if not isinstance(value, dict):
-            self._bad(key, repr(raw), f"must be an object {{{', '.join(sorted(_S3_KEYS))}}}")
+        value = self._json_object(key, f"{{{', '.join(sorted(_S3_KEYS))}}}")
+        if value is None:
             return None
         count = len(self.problems)
         unknown = sorted(set(value) - _S3_KEYS)

@@ -223,3 +223,12 @@ def test_the_cron_job_runs_beside_the_registry_pod_with_its_volume_and_config(wo
     assert term["labelSelector"]["matchLabels"] == world["source"].deployment["spec"]["selector"]["matchLabels"]
     cron = world["run"].one("kubernetes:batch/v1:CronJob").inputs["spec"]
     assert cron["schedule"] == "0 3 * * 0" and cron["concurrencyPolicy"] == "Forbid"
+
+
+def test_both_maintenance_scripts_are_shellcheck_clean_posix_sh():
+    """They run under the registry image's busybox sh: POSIX only."""
+    require_tools({"shellcheck": "shellcheck"})
+    from registry import maintenance
+    for script in (maintenance.SERVE_SCRIPT, maintenance.GC_SCRIPT):
+        result = subprocess.run(["shellcheck", "-s", "sh", "-"], input=script, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout
