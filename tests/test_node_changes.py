@@ -358,3 +358,23 @@ def test_delete_after_the_state_folder_was_lost_still_takes_our_ca_away(nodes, p
         assert entry.kind == "dir" or body(program.ca).encode() not in entry.content.replace(b"\n", b""), path
     # Only the empty folders whose making the lost manifest recorded are left.
     assert all(change.startswith("added ") and after[change[6:]].kind == "dir" for change in diff(before, after))
+
+
+def test_a_node_set_up_before_ca_rotation_moves_to_one_file_per_ca_then_is_restored(nodes, program):
+    """The previous release kept one trust-store file per endpoint; the next create swaps it for
+    the fingerprint-named one (new before old), tells the Java keystore, and delete restores all."""
+    require_tools({"keytool": "default-jre-headless"})
+    previous = (Path(__file__).parent / "legacy" / "program_single_ca.sh").read_text()
+    node = nodes.start()
+    before = node.snapshot()
+    ok(node.ssh(program.create(), stdin=previous))
+    old_file = f"/usr/local/share/ca-certificates/registry-node-trust-{NAME}-5000.crt"
+    assert node.path(old_file).exists()
+    ok(run(node, program.create()))
+    assert not node.path(old_file).exists()
+    assert node.path(f"/usr/local/share/ca-certificates/{store_file_name(program.ca)}").exists()
+    assert_trusted(node, program)
+    aliases = keystore_certificates(node)
+    assert f"registry-node-trust-{NAME}-5000.pem" not in aliases and body(program.ca) in aliases.replace("\n", "")
+    ok(run(node, program.delete()))
+    assert diff(before, node.snapshot()) == []
