@@ -516,6 +516,29 @@ def test_default_service_accounts_gain_the_pull_secret_and_one_listing_others_is
     assert engine.api.get(accounts["team-c"])["imagePullSecrets"] == [{"name": "team-c-mirror"}]
 
 
+def test_storage_node_pins_the_pod_to_the_named_node_with_its_folder_and_no_claim(engine):
+    """For clusters without a provisioner: the real scheduler puts the pod where the folder is."""
+    project = EngineProject(engine.bin_dir, engine.root / "folder", engine.cluster.kubeconfig, stack="folder")
+    project.create_stack()
+    first, second = engine.cluster.node_names
+    Stack(project).configure(
+        serviceCidr=SERVICE_CIDR, namespace="registry-folder", nodePort=30507, pullSecretNamespaces=["registry-folder"],
+        users=["admin"], discovery=False, storage="node", storageNode=second, sshPrivateKey=engine.factory.private_key,
+        nodes=[{"name": first, "host": "127.0.20.201"}, {"name": second, "host": "127.0.20.202"}],
+    )
+    up = project.up()
+    try:
+        assert up.code == 0, up.text
+        (pod,) = engine.api.items("/api/v1/namespaces/registry-folder/pods")
+        assert pod["spec"]["nodeName"] == second and pod["status"]["phase"] == "Running"
+        assert {"name": "data", "hostPath": {"path": "/var/lib/registry-data", "type": "Directory"}} in pod["spec"]["volumes"]
+        assert engine.api.items("/api/v1/namespaces/registry-folder/persistentvolumeclaims") == []
+        assert project.preview(expect_no_changes=True).code == 0
+    finally:
+        destroy = project.destroy()
+    assert destroy.code == 0, destroy.text
+
+
 def test_storage_s3_with_two_replicas_runs_two_pods_on_two_nodes_with_a_budget_and_no_claim(engine):
     """The real scheduler honours the spread, and the Deployment's await waits for both pods."""
     project = EngineProject(engine.bin_dir, engine.root / "s3", engine.cluster.kubeconfig, stack="s3")
