@@ -21,6 +21,9 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
+import subprocess
+import shutil
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +32,7 @@ from typing import Any, Optional
 import pytest
 import yaml
 
+from registry.settings import parse_settings
 from tests.engine import toolchain_dir, unavailable
 from tests.engine.cluster import ControlPlane
 from tests.engine.program import MATERIAL
@@ -36,7 +40,7 @@ from tests.engine.project import EngineProject
 from tests.nodes import NEEDED, Node, NodeFactory, diff, make_factory, require_tools
 from tests.oci import write_image
 from tests.registry_server import PodSource, Registry
-from tests.stack import ProviderState, StackRun, run_stack
+from tests.stack import ROOT, ProviderState, StackRun, run_stack
 from tests.test_program import KNOBS, MIRROR_AUTH
 
 # The Service range the API server allocates from, on loopback so that the
@@ -565,3 +569,41 @@ def test_storage_s3_with_two_replicas_runs_two_pods_on_two_nodes_with_a_budget_a
         destroy = project.destroy()
     assert destroy.code == 0, destroy.text
     assert engine.api.find("/api/v1/namespaces/registry-s3") is None
+
+
+def test_the_readmes_first_run_sets_up_a_stack_with_the_real_cli_as_written(tmp_path):
+    """The README's first-run lines up to `pulumi install && pulumi up`, run as written by the
+    real CLI in a copy of the project, with HOME and a key of the test's own. (`up` itself needs
+    pulumi-language-python, which the module proxy does not serve: the rest of this file runs
+    the same program through the automation API.)"""
+    bin_dir = toolchain_dir()
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## First run", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    lines = [line.split("  #", 1)[0].strip() for line in block.splitlines() if line.strip()]
+    assert len(lines) <= 10, "a first push in at most ten lines"
+    assert lines[0].startswith("git clone ") and lines[4] == "pulumi install && pulumi up"
+    project = tmp_path / "registry"
+    shutil.copytree(ROOT, project, ignore=shutil.ignore_patterns(".git", ".venv", "venv", "__pycache__", "Pulumi.*.yaml"))
+    shutil.copy(ROOT / "Pulumi.example.yaml", project)
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(home / ".ssh" / "id_ed25519")], check=True)
+    env = {"HOME": str(home), "PATH": f"{bin_dir}:{os.environ['PATH']}", "PULUMI_SKIP_UPDATE_CHECK": "1",
+           "PULUMI_HOME": str(home / ".pulumi")}
+    # `--local` is file://~, which the CLI resolves from the user database, not $HOME: this
+    # machine's root. The test logs in to the same kind of backend in its own home instead.
+    assert lines[1].startswith("pulumi login --local && ")
+    steps = [lines[1].replace("pulumi login --local", f"pulumi login file://{home}", 1), *lines[2:4]]
+    script = "set -e\n" + "\n".join(steps) + "\npulumi config --show-secrets --json\n"
+    result = subprocess.run(["bash", "-c", script], cwd=project, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    config = {k.split(":", 1)[1]: v["value"] for k, v in json.loads(result.stdout[result.stdout.index("{"):]).items()
+              if k.startswith("registry:")}
+    assert config["sshPrivateKey"].strip() == (home / ".ssh" / "id_ed25519").read_text().strip()
+    settings = parse_settings({k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}.get, "key")
+    assert [n.name for n in settings.nodes] == ["control-plane", "worker-1", "worker-2"]
+    assert list((home / ".pulumi" / "stacks").rglob("dev.json")), "the stack's state in the file backend"
+    stack_file = (project / "Pulumi.dev.yaml").read_text()
+    assert "encryptionsalt:" in stack_file and "secure:" in stack_file, "the key is stored encrypted"
+    assert "BEGIN OPENSSH" not in stack_file and "BEGIN OPENSSH" not in "".join(
+        p.read_text() for p in (home / ".pulumi" / "stacks").rglob("*.json"))
