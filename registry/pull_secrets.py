@@ -51,7 +51,6 @@ class PullSecrets(pulumi.ComponentResource):
             lambda password: docker_config_json(registries, username, password)
         )
         self._own = args.own_namespace if args.own_namespace in args.namespaces else None
-        self._service_accounts = args.service_accounts
         # Server-side apply for the patches alone: the program's own objects are
         # created with client-side apply (Pulumi.yaml), which refuses to take
         # over an object that exists; a patch is meant to touch one that exists.

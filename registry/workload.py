@@ -129,6 +129,7 @@ def pod_spec(settings: Settings) -> dict:
 
 def base_pod_spec(settings: Settings) -> dict:
     probe = {"httpGet": {"path": "/", "port": "registry", "scheme": "HTTPS"}}
+    selector = node_selector(settings)
     return {
         "securityContext": {
             "runAsNonRoot": True,
@@ -178,7 +179,7 @@ def base_pod_spec(settings: Settings) -> dict:
         ],
         # Scheduling as the user gives it (registry:nodeSelector, tolerations, affinity);
         # storage node pins the pod to the node that holds its folder.
-        **({"nodeSelector": node_selector(settings)} if node_selector(settings) else {}),
+        **({"nodeSelector": selector} if selector else {}),
         **({"tolerations": list(settings.tolerations)} if settings.tolerations else {}),
         **({"affinity": settings.affinity} if settings.affinity else {}),
         # The registry's own image from a private mirror (registry:imagePullSecret).
