@@ -541,9 +541,7 @@ class _Parser:
         if value is None:
             return None
         count = len(self.problems)
-        unknown = sorted(set(value) - _S3_KEYS)
-        if unknown:
-            self._bad(key, json.dumps(value), f"has unknown keys {unknown}; accepted: {sorted(_S3_KEYS)}")
+        self._known_keys(key, value, _S3_KEYS)
         bucket = value.get("bucket")
         if not isinstance(bucket, str) or not _BUCKET.match(bucket):
             self._bad(f"{key}.bucket", json.dumps(bucket), "is required: a bucket name of 3-63 lower-case letters, digits, '.' and '-'")
@@ -574,6 +572,25 @@ class _Parser:
             bucket=bucket, region=region, endpoint=endpoint, force_path_style=flags["forcePathStyle"],
             root_directory=root, redirect=flags["redirect"], access_key_id=access_key_id,
         )
+
+    def _known_keys(self, where: str, value: dict, accepted: set) -> bool:
+        """False (and one problem) when `value` has keys outside `accepted`."""
+        unknown = sorted(set(value) - accepted)
+        if unknown:
+            self._bad(where, json.dumps(value), f"has unknown keys {unknown}; accepted: {sorted(accepted)}")
+        return not unknown
+
+    def _ssh_port(self, where: str, port: Any) -> bool:
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            self._bad(f"{where}.port", json.dumps(port), "must be between 1 and 65535")
+            return False
+        return True
+
+    def _ssh_user(self, where: str, user: Any) -> bool:
+        if not isinstance(user, str) or not user or ":" in user or any(c.isspace() for c in user):
+            self._bad(f"{where}.user", json.dumps(user), "must be a user name without ':' or whitespace")
+            return False
+        return True
 
     def _json_object(self, key: str, shape: str) -> Optional[dict]:
         raw = self._raw(key)
@@ -714,18 +731,14 @@ class _Parser:
         if value is None:
             return None
         count = len(self.problems)
-        unknown = sorted(set(value) - _BASTION_KEYS)
-        if unknown:
-            self._bad(key, json.dumps(value), f"has unknown keys {unknown}; accepted: {sorted(_BASTION_KEYS)}")
+        self._known_keys(key, value, _BASTION_KEYS)
         host = value.get("host")
         if not isinstance(host, str) or not host or (not _is_ip(host) and hostname_problem(host.lower())):
             self._bad(f"{key}.host", json.dumps(host), "is required: the jump host's IP address or DNS name")
         port = value.get("port", 22)
-        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-            self._bad(f"{key}.port", json.dumps(port), "must be between 1 and 65535")
+        self._ssh_port(key, port)
         user = value.get("user", ssh_user)
-        if not isinstance(user, str) or not user or ":" in user or any(c.isspace() for c in user):
-            self._bad(f"{key}.user", json.dumps(user), "must be a user name without ':' or whitespace")
+        self._ssh_user(key, user)
         host_key = value.get("hostKey")
         if host_key is not None:
             self.host_key_ok(f"{key}.hostKey", host_key)
@@ -813,9 +826,7 @@ class _Parser:
             if not isinstance(entry, dict):
                 self._bad(where, json.dumps(entry), "must be an object {name, host, port?, user?, runtime?}")
                 continue
-            unknown = sorted(set(entry) - _NODE_KEYS)
-            if unknown:
-                self._bad(where, json.dumps(entry), f"has unknown keys {unknown}; accepted: {sorted(_NODE_KEYS)}")
+            known = self._known_keys(where, entry, _NODE_KEYS)
             name = entry.get("name")
             host = entry.get("host")
             ok = True
@@ -835,13 +846,9 @@ class _Parser:
                 self._bad(f"{where}.host", repr(host), "is the same machine as another node's host; node hosts must be unique")
                 ok = False
             port = entry.get("port", 22)
-            if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-                self._bad(f"{where}.port", json.dumps(port), "must be between 1 and 65535")
-                ok = False
+            ok = self._ssh_port(where, port) and ok
             user = entry.get("user", ssh_user)
-            if not isinstance(user, str) or not user or ":" in user or any(c.isspace() for c in user):
-                self._bad(f"{where}.user", json.dumps(user), "must be a user name without ':' or whitespace")
-                ok = False
+            ok = self._ssh_user(where, user) and ok
             runtime = entry.get("runtime", "auto")
             if runtime not in RUNTIMES:
                 self._bad(f"{where}.runtime", json.dumps(runtime), f"must be one of {', '.join(RUNTIMES)}")
@@ -853,6 +860,6 @@ class _Parser:
                 names.add(name)
             if isinstance(host, str) and host:
                 hosts.add(_machine(host))
-            if ok and not unknown:
+            if ok and known:
                 nodes.append(Node(name=name, host=host, port=port, user=user, runtime=runtime, host_key=host_key))
         return nodes
