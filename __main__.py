@@ -6,15 +6,18 @@ from registry.certificates import Certificates, CertificatesArgs
 from registry.credentials import Credentials, CredentialsArgs
 from registry.node_storage import NodeStorage, NodeStorageArgs
 from registry.node_trust import NodeTrust, NodeTrustArgs
+from registry.preflight import check_cluster
 from registry.program import Material, deploy_in_cluster, stack_outputs
 from registry.settings import load_settings
 
 settings = load_settings()
+# Reads the cluster before anything is created, and the user's certificate, if any.
+user_certificate = check_cluster(settings)
 
 credentials = Credentials("registry", CredentialsArgs(users=settings.users))
-if settings.tls_certificate is not None:
-    # The user's own certificate (registry/own_certificate.py checked it): no CA of ours.
-    ca_bundle_pem, server_cert_pem, server_key_pem = settings.tls_ca, settings.tls_certificate, settings.tls_key
+if user_certificate is not None:
+    # From the config or the user's Secret, checked (registry/own_certificate.py): no CA of ours.
+    ca_bundle_pem, server_cert_pem, server_key_pem = user_certificate.ca, user_certificate.certificate, user_certificate.key
 else:
     certificates = Certificates("registry", CertificatesArgs(settings=settings))
     ca_bundle_pem = certificates.ca_bundle_pem

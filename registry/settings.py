@@ -52,7 +52,7 @@ KEYS = frozenset({
     "resources", "nodeSelector", "tolerations", "affinity", "imagePullSecret",
     "storageNode", "storagePath", "keepData",
     "sshAgent", "sshBastion", "sshKeyPassphrase", "serviceAccountPullSecret",
-    "tlsCertificate", "tlsKey", "tlsCa",
+    "tlsCertificate", "tlsKey", "tlsCa", "tlsSecret",
 })
 # The registry container's resources unless `resources` says otherwise.
 DEFAULT_RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
@@ -170,6 +170,9 @@ class Settings:
     tls_certificate: Optional[str] = None
     tls_key: Optional[pulumi.Output[str]] = None
     tls_ca: Optional[str] = None
+    # Or a kubernetes.io/tls Secret the user keeps in the cluster (cert-manager's,
+    # say), as (namespace, name): read and checked by registry/preflight.py.
+    tls_secret: Optional[tuple[str, str]] = None
 
     @property
     def endpoint(self) -> str:
@@ -282,15 +285,19 @@ def parse_settings(
     p.docker_config("imagePullSecret")
     service_account_pull_secret = p.boolean("serviceAccountPullSecret", False)
     tls_certificate, tls_ca = p._raw("tlsCertificate"), p._raw("tlsCa")
-    if tls_certificate is None and (tls_ca is not None or p._raw("tlsKey") is not None):
+    tls_secret = p.secret_reference("tlsSecret")
+    if tls_secret is not None and (tls_certificate is not None or p._raw("tlsKey") is not None):
+        problems.append("registry:tlsSecret and registry:tlsCertificate/tlsKey are both set; the certificate comes "
+                        "from one of them: the Secret, or the config")
+    elif tls_certificate is None and tls_secret is None and (tls_ca is not None or p._raw("tlsKey") is not None):
         problems.append("registry:tlsKey or registry:tlsCa is set without registry:tlsCertificate; give all three, or none")
-    if tls_certificate is not None:
+    elif tls_certificate is not None:
         from .own_certificate import problems as certificate_problems
 
         problems.extend(certificate_problems(tls_certificate, p._raw("tlsKey"), tls_ca, hostname))
-        if ca_generation != 1:
-            problems.append("registry:caGeneration is set, but registry:tlsCertificate brings its own CA; rotate by giving "
-                            "the new CA in registry:tlsCa next to the old one, then the new certificate")
+    if (tls_certificate is not None or tls_secret is not None) and ca_generation != 1:
+        problems.append("registry:caGeneration is set, but the certificate is the user's, with its own CA; rotate by "
+                        "giving the new CA in registry:tlsCa next to the old one, then the new certificate")
     ssh_agent = p.boolean("sshAgent", False)
     ssh_bastion = p.bastion("sshBastion", ssh_user or "root")
     if ssh_agent and not (environ if environ is not None else os.environ).get("SSH_AUTH_SOCK"):
@@ -345,7 +352,8 @@ def parse_settings(
         service_account_pull_secret=service_account_pull_secret,
         tls_certificate=tls_certificate,
         tls_key=tls_key if tls_certificate is not None else None,
-        tls_ca=tls_ca if tls_certificate is not None else None,
+        tls_ca=tls_ca if tls_certificate is not None or tls_secret is not None else None,
+        tls_secret=tls_secret,
         ssh_private_key=ssh_private_key,
         s3_secret_access_key=s3_secret_access_key if s3 is not None else None,
     )
@@ -451,6 +459,17 @@ class _Parser:
             self._bad(key, repr(value), "is not a namespace name: lower-case letters, digits and '-', at most 63")
             return default
         return value
+
+    def secret_reference(self, key: str) -> Optional[tuple[str, str]]:
+        """`<namespace>/<name>` of a Secret, or None when unset."""
+        raw = self._raw(key)
+        if raw is None:
+            return None
+        namespace, _, name = raw.partition("/")
+        if not (_DNS_LABEL.match(namespace) and len(namespace) <= 63 and hostname_problem(name) is None):
+            self._bad(key, repr(raw), "is not <namespace>/<name> of a Secret, such as cert-manager/registry-tls")
+            return None
+        return namespace, name
 
     def own_namespace(self, key: str, default: str) -> str:
         value = self.dns_label(key, default)

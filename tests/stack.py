@@ -37,6 +37,8 @@ from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
+from registry import preflight
+
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = ROOT / "__main__.py"
 SECRET_SIG = rpc._special_secret_sig
@@ -377,13 +379,59 @@ def config_for(values: dict[str, Any]) -> dict[str, str]:
     }
 
 
+@dataclass
+class FakeCluster:
+    """The cluster registry/preflight.py reads, under mocks. By default every
+    namespace but `missing` exists, with a default ServiceAccount that lists
+    no pull secret, and there is a default StorageClass."""
+
+    missing: set[str] = field(default_factory=lambda: {"registry"})
+    labels: dict[str, dict[str, str]] = field(default_factory=dict)
+    account_secrets: dict[str, list[str]] = field(default_factory=dict)
+    classes: dict[str, bool] = field(default_factory=lambda: {"standard": True, "fast-ssd": False})
+    # (namespace, name) -> (type, decoded data)
+    secrets: dict[tuple[str, str], tuple[str, dict[str, str]]] = field(default_factory=dict)
+    # (kind, namespace, name) -> labels, for Secrets and ConfigMaps that exist
+    objects: dict[tuple[str, str, str], dict[str, str]] = field(default_factory=dict)
+    unreadable: bool = False
+
+    def _read(self) -> None:
+        if self.unreadable:
+            raise preflight.CannotRead("dial tcp 127.0.0.1:6443: connect: connection refused")
+
+    def namespace_labels(self, name: str) -> Optional[dict[str, str]]:
+        self._read()
+        return None if name in self.missing else self.labels.get(name, {"kubernetes.io/metadata.name": name})
+
+    def account_pull_secrets(self, namespace: str) -> Optional[list[str]]:
+        self._read()
+        return None if namespace in self.missing else self.account_secrets.get(namespace, [])
+
+    def storage_classes(self) -> dict[str, bool]:
+        self._read()
+        return dict(self.classes)
+
+    def object_labels(self, kind: str, namespace: str, name: str) -> Optional[dict[str, str]]:
+        self._read()
+        return self.objects.get((kind, namespace, name))
+
+    def secret(self, namespace: str, name: str) -> Optional[tuple[str, dict[str, str]]]:
+        self._read()
+        return self.secrets.get((namespace, name))
+
+
 def run_stack(
     config: dict[str, Any],
     state: Optional[ProviderState] = None,
     allocated_ip: str = DEFAULT_ALLOCATED_IP,
+    cluster: Optional[FakeCluster] = None,
 ) -> StackRun:
-    """Run __main__.py once with `config` (keys without the `registry:` prefix)."""
+    """Run __main__.py once with `config` (keys without the `registry:` prefix),
+    against `cluster` as the cluster the program checks before it creates anything."""
     state = state if state is not None else ProviderState()
+    # By default a cluster that fits: the registry's namespace is yet to be made, the others exist.
+    cluster = cluster if cluster is not None else FakeCluster(missing={config.get("namespace", "registry")})
+    preflight.connect = lambda: cluster
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:

@@ -34,7 +34,7 @@ import yaml
 
 from registry.settings import parse_settings
 from tests.engine import toolchain_dir, unavailable
-from tests.engine.cluster import ControlPlane
+from tests.engine.cluster import DEFAULT_CLASS, ControlPlane
 from tests.engine.program import MATERIAL
 from tests.engine.project import EngineProject
 from tests.nodes import NEEDED, Node, NodeFactory, diff, make_factory, require_tools
@@ -431,11 +431,17 @@ def test_a_stack_without_a_cluster_ip_gets_one_allocated_by_the_api_server(engin
     assert engine.api.find("/api/v1/namespaces/registry-two") is None
 
 
-def test_a_namespace_that_already_exists_is_refused_by_up_and_left_alone(engine):
-    """The program never takes over a namespace it did not create, which destroy would delete.
+def resources_in_state(project: EngineProject) -> list[str]:
+    deployment = json.loads(project.export())["deployment"]
+    return [r["urn"] for r in deployment.get("resources") or [] if r["type"] != "pulumi:pulumi:Stack"]
 
-    Pulumi.yaml turns server-side apply off for this: it creates by patching,
-    which takes over an existing object without a word (this test saw it do so).
+
+def test_a_namespace_that_already_exists_is_refused_before_anything_is_created(engine):
+    """The program never takes over a namespace it did not create, which destroy would
+    delete: it reads the cluster first (registry/preflight.py) and stops with one message.
+
+    (Pulumi.yaml also turns server-side apply off: it creates by patching,
+    which takes over an existing object without a word; this test saw it do so.)
     """
     engine.api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
                                             "metadata": {"name": "taken", "labels": {"owner": "someone"}}})
@@ -444,7 +450,9 @@ def test_a_namespace_that_already_exists_is_refused_by_up_and_left_alone(engine)
     Stack(project).configure(serviceCidr=SERVICE_CIDR, namespace="taken", nodePort=30502,
                              pullSecretNamespaces=["taken"], storageSize="1Gi", users=["admin"], discovery=False)
     up = project.up()
-    assert up.code != 0 and 'namespaces "taken" already exists' in up.text
+    assert up.code != 0 and "registry:namespace is 'taken', a namespace that already exists" in up.text, up.text
+    assert "nothing was created" in up.text
+    assert resources_in_state(project) == []
     assert engine.api.items("/api/v1/namespaces/taken/secrets") == []
     assert project.destroy().code == 0
     namespace = engine.api.get("/api/v1/namespaces/taken")
@@ -452,10 +460,11 @@ def test_a_namespace_that_already_exists_is_refused_by_up_and_left_alone(engine)
     assert "deletionTimestamp" not in namespace["metadata"]
 
 
-def test_a_missing_pull_secret_namespace_stops_up_before_the_registry_is_created(engine):
-    """The registry's objects wait for the pull secrets in the user's namespaces, so the
-    first failure is the missing namespace's, named in the message, and nothing of the
-    registry exists; destroy removes the pull secrets made in the namespaces that do exist."""
+def test_a_missing_pull_secret_namespace_or_a_taken_name_is_refused_before_anything_is_created_and_up_works_once_mended(engine):
+    """Never half-applied: the message names the namespace and the command that makes
+    it; no pull secret lands in the namespaces that do exist. The same for a pull
+    secret by our name that someone else made. Mended as the messages say, the
+    same stack comes up."""
     engine.api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}})
     project = EngineProject(engine.bin_dir, engine.root / "missing", engine.cluster.kubeconfig, stack="missing")
     project.create_stack()
@@ -463,9 +472,32 @@ def test_a_missing_pull_secret_namespace_stops_up_before_the_registry_is_created
                              pullSecretNamespaces=["registry-three", "team-a", "apps"], storageSize="1Gi",
                              users=["admin"], discovery=False)
     up = project.up()
-    assert up.code != 0 and "(registry-pull-apps)" in up.text and 'namespaces "apps" not found' in up.text, up.text
-    assert engine.api.find("/api/v1/namespaces/registry-three") is None, "nothing of the registry in the cluster"
-    assert project.destroy().code == 0
+    assert up.code != 0 and "registry:pullSecretNamespaces lists 'apps', a namespace that does not exist" in up.text, up.text
+    assert "kubectl create namespace apps" in up.text and "team-a" not in up.text
+    assert resources_in_state(project) == []
+    assert engine.api.find("/api/v1/namespaces/team-a/secrets/registry-pull-secret") is None, "nothing half-applied"
+    assert engine.api.find("/api/v1/namespaces/registry-three") is None
+
+    # A pull secret by our name that someone else made is refused the same way, and left alone.
+    engine.api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "apps"}})
+    theirs = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "registry-pull-secret", "namespace": "apps"},
+              "stringData": {"note": "someone else's"}}
+    engine.api.create("/api/v1/namespaces/apps/secrets", theirs)
+    up = project.up()
+    assert up.code != 0 and "registry:pullSecretNamespaces lists 'apps', which already has a Secret registry-pull-secret" in up.text, up.text
+    assert resources_in_state(project) == []
+    assert engine.api.find("/api/v1/namespaces/team-a/secrets/registry-pull-secret") is None
+    engine.api.delete("/api/v1/namespaces/apps/secrets/registry-pull-secret")
+
+    engine.cluster.add_volume()
+    up = project.up()
+    try:
+        assert up.code == 0, up.text
+        for namespace in ("registry-three", "team-a", "apps"):
+            assert engine.api.find(f"/api/v1/namespaces/{namespace}/secrets/registry-pull-secret") is not None
+    finally:
+        destroy = project.destroy()
+    assert destroy.code == 0, destroy.text
     assert engine.api.find("/api/v1/namespaces/team-a/secrets/registry-pull-secret") is None
     assert engine.api.find("/api/v1/namespaces/team-a") is not None
 
@@ -480,9 +512,11 @@ def wait_for(find, seconds: float = 30):
 
 def test_default_service_accounts_gain_the_pull_secret_and_one_listing_others_is_left_alone(engine):
     """A server-side-apply patch (a provider of its own). The API server treats an
-    account's imagePullSecrets as one atomic list: an account that lists none gets
-    ours and gives it back on destroy; one that already lists a secret refuses the
-    patch with a field conflict, before the registry is created, and keeps its list."""
+    account's imagePullSecrets as one atomic list (a patch of an account that lists
+    another secret fails: `conflict with "before-first-apply" using v1:
+    .imagePullSecrets`, seen here before the preflight existed). So an account that
+    lists none gets ours and gives it back on destroy; one that already lists a
+    secret is refused before anything is created, and keeps its list."""
     accounts = {}
     for namespace in ("team-b", "team-c"):
         engine.api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
@@ -514,8 +548,10 @@ def test_default_service_accounts_gain_the_pull_secret_and_one_listing_others_is
 
     listing = stack("listing", "team-c", 30506)
     up = listing.up()
-    assert up.code != 0 and 'conflict with "before-first-apply"' in up.text and ".imagePullSecrets" in up.text, up.text
-    assert engine.api.find("/api/v1/namespaces/registry-listing") is None, "stopped before the registry is created"
+    assert up.code != 0 and "the default ServiceAccount of 'team-c' already lists pull secrets (team-c-mirror)" in up.text, up.text
+    assert resources_in_state(listing) == []
+    assert engine.api.find("/api/v1/namespaces/team-c/secrets/registry-pull-secret") is None, "nothing half-applied"
+    assert engine.api.find("/api/v1/namespaces/registry-listing") is None
     assert listing.destroy().code == 0
     assert engine.api.get(accounts["team-c"])["imagePullSecrets"] == [{"name": "team-c-mirror"}]
 
@@ -607,3 +643,81 @@ def test_the_readmes_first_run_sets_up_a_stack_with_the_real_cli_as_written(tmp_
     assert "encryptionsalt:" in stack_file and "secure:" in stack_file, "the key is stored encrypted"
     assert "BEGIN OPENSSH" not in stack_file and "BEGIN OPENSSH" not in "".join(
         p.read_text() for p in (home / ".pulumi" / "stacks").rglob("*.json"))
+
+
+def test_a_certificate_from_the_users_tls_secret_is_served_and_a_renewal_reaches_the_registry_at_the_next_up(engine):
+    """tlsSecret: a kubernetes.io/tls Secret the user keeps (cert-manager writes
+    tls.crt, tls.key and ca.crt). The program reads it before creating anything,
+    checks it, and copies it into the registry's own TLS Secret; a renewal shows
+    in `pulumi preview` and is served after `pulumi up`; destroy leaves the
+    user's Secret as it was."""
+    from tests.test_own_certificate import key_pem, make_ca, make_leaf, pem
+
+    ca = make_ca()
+    source = "/api/v1/namespaces/certs/secrets/registry-tls"
+
+    def issued(ips=()) -> dict:
+        key, leaf = make_leaf(ca, ips=ips)
+        text = {"tls.crt": pem(leaf), "tls.key": key_pem(key), "ca.crt": pem(ca[1])}
+        return {k: base64.b64encode(v.encode()).decode() for k, v in text.items()}
+
+    engine.api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "certs"}})
+    first = issued()
+    engine.api.create("/api/v1/namespaces/certs/secrets", {
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+        "metadata": {"name": "registry-tls", "namespace": "certs"}, "data": first})
+    project = EngineProject(engine.bin_dir, engine.root / "brought", engine.cluster.kubeconfig, stack="brought")
+    project.create_stack()
+    Stack(project).configure(serviceCidr=SERVICE_CIDR, namespace="registry-brought", nodePort=30507,
+                             pullSecretNamespaces=["registry-brought"], storageSize="1Gi", users=["admin"],
+                             discovery=False)
+    project.set("registry:tlsSecret", "certs/registry-tls")
+    engine.cluster.add_volume()
+    copy = "/api/v1/namespaces/registry-brought/secrets/registry-tls"
+    up = project.up()
+    try:
+        assert up.code == 0, up.text
+        assert engine.api.get(copy)["data"] == first
+        assert project.outputs()["caCertificate"] == base64.b64decode(first["ca.crt"]).decode()
+        assert first["tls.key"] not in project.export()
+        assert base64.b64decode(first["tls.key"]).decode().splitlines()[1] not in project.export(), "encrypted in the state"
+        assert project.preview(expect_no_changes=True).code == 0
+
+        renewed = issued(ips=("127.0.10.9",))
+        theirs = engine.api.get(source)
+        theirs["data"] = renewed
+        engine.api.request("PUT", source, theirs)
+        preview = project.preview()
+        assert preview.code == 0 and preview.changes().get("registry-tls") == "update", preview.changes()
+        up = project.up()
+        assert up.code == 0, up.text
+        assert engine.api.get(copy)["data"] == renewed
+    finally:
+        destroy = project.destroy()
+    assert destroy.code == 0, destroy.text
+    assert engine.api.get(source)["data"] == renewed, "the user's Secret is left as it was"
+
+
+def test_a_cluster_without_a_default_storage_class_is_told_to_use_storage_node_before_anything_is_created(engine):
+    """A bare kubeadm cluster has no storage provisioner: the claim would wait
+    and `pulumi up` time out. The program says so first, with the way out."""
+    path = "/apis/storage.k8s.io/v1/storageclasses/manual"
+    manual = engine.api.get(path)
+    manual["metadata"]["annotations"][DEFAULT_CLASS] = "false"
+    engine.api.request("PUT", path, manual)
+    try:
+        project = EngineProject(engine.bin_dir, engine.root / "bare", engine.cluster.kubeconfig, stack="bare")
+        project.create_stack()
+        Stack(project).configure(serviceCidr=SERVICE_CIDR, namespace="registry-bare", nodePort=30508,
+                                 pullSecretNamespaces=["registry-bare"], users=["admin"], discovery=False)
+        preview = project.preview()
+        assert preview.code != 0, preview.text
+        assert "registry:storage is pvc with no storageClass, and the cluster has no default StorageClass" in preview.text
+        assert "set registry:storage to node" in preview.text
+        up = project.up()
+        assert up.code != 0 and resources_in_state(project) == []
+        assert engine.api.find("/api/v1/namespaces/registry-bare") is None
+    finally:
+        manual = engine.api.get(path)
+        manual["metadata"]["annotations"][DEFAULT_CLASS] = "true"
+        engine.api.request("PUT", path, manual)

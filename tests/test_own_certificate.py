@@ -15,7 +15,7 @@ from cryptography.x509.oid import NameOID
 from tests.nodes import NEEDED, make_factory, require_tools
 from tests.oci import read_image, write_image
 from tests.registry_server import PodSource, Registry
-from tests.stack import run_stack
+from tests.stack import FakeCluster, run_stack
 
 CLUSTER_IP = "127.0.10.1"
 NOW = datetime.datetime.now(datetime.timezone.utc)
@@ -95,7 +95,7 @@ def test_the_program_serves_the_users_certificate_and_nodes_trust_the_users_ca(o
     ("expired", "not now"),
     ("no key", "registry:tlsKey is not set"),
     ("no CA", "registry:tlsCa is not set"),
-    ("caGeneration", "registry:caGeneration is set, but registry:tlsCertificate brings its own CA"),
+    ("caGeneration", "registry:caGeneration is set, but the certificate is the user's, with its own CA"),
 ])
 def test_a_certificate_nodes_would_refuse_is_refused_before_anything_is_created(own, case, phrase):
     values = config(own)
@@ -119,6 +119,81 @@ def test_a_certificate_nodes_would_refuse_is_refused_before_anything_is_created(
     assert run.error is not None and phrase in str(run.error), run.error
     assert [r for r in run.resources if r.custom] == [], "nothing is created"
     assert own["tlsKey"].splitlines()[1] not in str(run.error)
+
+
+SOURCE = ("cert-manager", "registry-tls")
+
+
+def with_tls_secret(own, data=None, kind="kubernetes.io/tls") -> FakeCluster:
+    """A cluster whose Secret cert-manager/registry-tls holds the user's certificate, as cert-manager writes it."""
+    if data is None:
+        data = {"tls.crt": own["tlsCertificate"], "tls.key": own["tlsKey"], "ca.crt": own["tlsCa"]}
+    return FakeCluster(secrets={SOURCE: (kind, data)})
+
+
+def secret_config(**more) -> dict:
+    return {"serviceCidr": "127.0.0.0/8", "clusterIp": CLUSTER_IP, "tlsSecret": "/".join(SOURCE), **more}
+
+
+def test_a_certificate_from_the_users_tls_secret_is_served_and_its_ca_trusted_as_one_from_the_config(own):
+    run = run_stack(secret_config(sshPrivateKey="k", nodes=[{"name": "cp", "host": "192.168.56.10"}]), cluster=with_tls_secret(own))
+    assert run.error is None, run.error
+    assert run.of_type("tls:index/selfSignedCert:SelfSignedCert") == []
+    tls = run.one("kubernetes:core/v1:Secret", "registry-tls")
+    assert tls.inputs["stringData"] == {"tls.crt": own["tlsCertificate"], "tls.key": own["tlsKey"], "ca.crt": own["tlsCa"]}
+    assert "stringData" in tls.secret_paths
+    assert run.outputs["caCertificate"] == own["tlsCa"]
+    (command,) = run.of_type("command:remote:Command")
+    assert own["tlsCa"].splitlines()[1] in command.inputs["create"]
+    for registration in run.resources:
+        if registration.name != "registry-tls":
+            assert own["tlsKey"].splitlines()[1] not in json.dumps(registration.inputs), registration.name
+
+
+def test_tls_ca_names_the_ca_when_the_secret_has_no_ca_crt(own):
+    data = {"tls.crt": own["tlsCertificate"], "tls.key": own["tlsKey"]}
+    run = run_stack(secret_config(), cluster=with_tls_secret(own, data))
+    assert "registry:tlsSecret 'cert-manager/registry-tls' ca.crt (or registry:tlsCa) is not set" in str(run.error)
+    run = run_stack(secret_config(tlsCa=own["tlsCa"]), cluster=with_tls_secret(own, data))
+    assert run.error is None, run.error
+    assert run.outputs["caCertificate"] == own["tlsCa"]
+
+
+@pytest.mark.parametrize("case, phrase", [
+    ("missing", "registry:tlsSecret is 'cert-manager/registry-tls', a Secret that does not exist"),
+    ("opaque without a key", "a Secret of type Opaque without tls.key; it must hold"),
+    ("another name", "registry:tlsSecret 'cert-manager/registry-tls' tls.crt does not verify for 'image-registry'"),
+    ("another key", "registry:tlsSecret 'cert-manager/registry-tls' tls.key (secret, not shown) is not the key of"),
+    ("unreadable", "and the cluster could not be read (dial tcp"),
+])
+def test_a_tls_secret_that_nodes_would_refuse_is_refused_before_anything_is_created(own, case, phrase):
+    cluster = with_tls_secret(own)
+    _, data = cluster.secrets[SOURCE]
+    if case == "missing":
+        cluster.secrets.clear()
+    elif case == "opaque without a key":
+        cluster.secrets[SOURCE] = ("Opaque", {"tls.crt": data["tls.crt"]})
+    elif case == "another name":
+        key, leaf = make_leaf(own["ca"], names=("registry.example.com",))
+        data.update({"tls.crt": pem(leaf), "tls.key": key_pem(key)})
+    elif case == "another key":
+        data["tls.key"] = key_pem(ec.generate_private_key(ec.SECP256R1()))
+    elif case == "unreadable":
+        cluster.unreadable = True
+    run = run_stack(secret_config(), cluster=cluster)
+    assert run.error is not None and phrase in str(run.error), run.error
+    assert run.resources == [], "nothing is registered"
+    assert own["tlsKey"].splitlines()[1] not in str(run.error)
+
+
+@pytest.mark.parametrize("values, phrase", [
+    ({"tlsSecret": "registry-tls"}, "registry:tlsSecret 'registry-tls' is not <namespace>/<name> of a Secret"),
+    ({"tlsSecret": "a/b", "tlsCertificate": "x"}, "registry:tlsSecret and registry:tlsCertificate/tlsKey are both set"),
+    ({"tlsSecret": "a/b", "caGeneration": 2}, "registry:caGeneration is set, but the certificate is the user's"),
+])
+def test_tls_secret_config_is_checked_with_the_rest(values, phrase):
+    run = run_stack({"serviceCidr": "127.0.0.0/8", **values})
+    assert run.error is not None and phrase in str(run.error), run.error
 
 
 def test_a_node_pushes_by_name_to_the_real_registry_serving_the_users_certificate(own, tmp_path):

@@ -42,6 +42,8 @@ KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 # Pod IPs kwok hands out. They are never dialled: the tests reach the registry
 # on the Service's address, where a real registry process listens.
 POD_CIDR = "10.244.0.0/16"
+STORAGE_CLASS = "manual"
+DEFAULT_CLASS = "storageclass.kubernetes.io/is-default-class"
 
 
 class ApiError(Exception):
@@ -257,6 +259,13 @@ class ControlPlane:
         self._wait(self._nodes_ready, "kwok nodes Ready", 60)
         # Pods need their namespace's `default` ServiceAccount, which the controller manager makes.
         self._wait(lambda: self.api.find("/api/v1/namespaces/default/serviceaccounts/default"), "default ServiceAccount", 60)
+        # The default class of volumes made by hand (add_volume): no provisioner,
+        # as an operator sets one up for static volumes.
+        self.api.create("/apis/storage.k8s.io/v1/storageclasses", {
+            "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+            "metadata": {"name": STORAGE_CLASS, "annotations": {DEFAULT_CLASS: "true"}},
+            "provisioner": "kubernetes.io/no-provisioner", "volumeBindingMode": "Immediate",
+        })
         return self
 
     def stop(self) -> None:
@@ -273,7 +282,8 @@ class ControlPlane:
     # ---- what tests use ------------------------------------------------------
 
     def add_volume(self, size: str = "10Gi") -> str:
-        """A PersistentVolume a claim with no storage class can bind to; returns its name.
+        """A PersistentVolume of the default class, which a claim with no storage
+        class binds to; returns its name.
 
         There is no provisioner: a claim binds to a volume made beforehand, as on
         a cluster where an operator makes them by hand.
@@ -289,6 +299,7 @@ class ControlPlane:
                 "capacity": {"storage": size},
                 "accessModes": ["ReadWriteOnce"],
                 "persistentVolumeReclaimPolicy": "Retain",
+                "storageClassName": STORAGE_CLASS,
                 "hostPath": {"path": str(path)},
             },
         })

@@ -16,6 +16,7 @@ from __future__ import annotations
 import pulumi
 
 from registry.credentials import htpasswd_file
+from registry.preflight import check_cluster
 from registry.program import Material, deploy_in_cluster, stack_outputs
 from registry.settings import load_settings
 
@@ -24,6 +25,7 @@ MATERIAL = "material"
 
 def main() -> None:
     settings = load_settings()
+    user_certificate = check_cluster(settings)
     config = pulumi.Config(MATERIAL)
     passwords = config.require_secret_object("passwords")
     salts = config.require_object("salts")
@@ -36,6 +38,10 @@ def main() -> None:
         http_secret=config.require_secret("httpSecret"),
         passwords={user: passwords.apply(lambda p, user=user: p[user]) for user in users},
     )
+    if user_certificate is not None:  # as __main__.py does
+        material.ca_cert_pem = user_certificate.ca
+        material.server_cert_pem = user_certificate.certificate
+        material.server_key_pem = user_certificate.key
     cluster = deploy_in_cluster(settings, material)
     for name, value in stack_outputs(settings, material, cluster).items():
         pulumi.export(name, value)

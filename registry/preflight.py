@@ -1,0 +1,340 @@
+"""What the program checks in the cluster before it creates anything.
+
+The config alone cannot say whether a listed namespace exists, or whether the
+registry's namespace is someone else's. Found out by `pulumi up`, either
+leaves the stack half-applied: pull secrets in the namespaces that exist, and
+no registry. So the program reads the cluster first, with the same kubeconfig
+and context as pulumi-kubernetes, and refuses with one message, naming every
+problem and how to mend it, before it registers a single resource.
+
+It also reads the certificate of `tlsSecret`, the user's kubernetes.io/tls
+Secret, which the program serves instead of one of its own.
+
+A cluster it cannot read (no kubeconfig, unreachable, no permission to read
+namespaces) is not a reason to refuse: the check is skipped with a warning,
+and pulumi-kubernetes reports its own error if it cannot reach it either.
+Only `tlsSecret` needs the read, and is refused without it.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import os
+from dataclasses import dataclass
+from typing import Optional, Protocol
+
+import pulumi
+
+from . import own_certificate
+from .discovery import CONFIGMAP_NAME, CONFIGMAP_NAMESPACE
+from .pull_secrets import PULL_SECRET_NAME
+from .settings import Settings, SettingsError
+from .workload import DATA_CLAIM, labels
+
+# Seconds for each read: a first `pulumi preview` must not hang on a dead cluster.
+READ_TIMEOUT = 10
+DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
+# A certificate from tlsSecret closer than this to its end gets a warning at every run.
+EXPIRY_WARNING = datetime.timedelta(days=21)
+
+
+class CannotRead(Exception):
+    """The cluster could not be read (not: the object does not exist)."""
+
+
+class ClusterView(Protocol):
+    """The few reads the checks need. `None` means: the object does not exist."""
+
+    def namespace_labels(self, name: str) -> Optional[dict[str, str]]: ...
+
+    def account_pull_secrets(self, namespace: str) -> Optional[list[str]]: ...
+
+    def object_labels(self, kind: str, namespace: str, name: str) -> Optional[dict[str, str]]:
+        """The labels of a Secret, ConfigMap or PersistentVolumeClaim (`kind`)."""
+        ...
+
+    def storage_classes(self) -> dict[str, bool]:
+        """Every StorageClass, by name: whether it is the cluster's default."""
+        ...
+
+    def secret(self, namespace: str, name: str) -> Optional[tuple[str, dict[str, str]]]:
+        """A Secret's type and its data, decoded."""
+        ...
+
+
+@dataclass(frozen=True)
+class UserCertificate:
+    """The server certificate the user brings, its key and the CA nodes trust for it."""
+
+    certificate: str
+    key: pulumi.Output[str]
+    ca: str
+
+
+# pulumi-kubernetes puts it on every object it creates (tests/test_engine.py runs
+# `up` twice over objects that carry it).
+MANAGED_BY = ("app.kubernetes.io/managed-by", "pulumi")
+
+
+def own_namespace_labels(settings: Settings) -> dict[str, str]:
+    """The labels that mark the registry's namespace as this program's."""
+    return {**labels(settings), MANAGED_BY[0]: MANAGED_BY[1]}
+
+
+def _someone_elses(found: Optional[dict[str, str]]) -> bool:
+    """An object that exists and that no Pulumi program created."""
+    return found is not None and found.get(MANAGED_BY[0]) != MANAGED_BY[1]
+
+
+def cluster_problems(settings: Settings, cluster: ClusterView) -> tuple[list[str], list[str]]:
+    """(problems that stop the program, warnings) for these settings in this cluster.
+
+    A check whose read fails is skipped with a warning; the first read failing
+    (nothing could be read) raises CannotRead.
+    """
+    problems: list[str] = []
+    warnings: list[str] = []
+    problems += _registry_namespace(settings, cluster)
+    checks = (("the pull-secret namespaces", _pull_secret_namespaces), ("the discovery ConfigMap", _discovery),
+              ("the storage class", _storage_class))
+    for what, check in checks:
+        try:
+            found, warned = check(settings, cluster)
+        except CannotRead as reason:
+            found, warned = [], [f"could not check {what} ({reason}); going on"]
+        problems += found
+        warnings += warned
+    return problems, warnings
+
+
+def _registry_namespace(settings: Settings, cluster: ClusterView) -> list[str]:
+    existing = cluster.namespace_labels(settings.namespace)
+    mine = own_namespace_labels(settings)
+    if existing is None or all(existing.get(k) == v for k, v in mine.items()):
+        return []
+    return [
+        f"registry:namespace is {settings.namespace!r}, a namespace that already exists and that this program "
+        f"did not create (it lacks the labels {', '.join(f'{k}={v}' for k, v in mine.items())}). The program "
+        "creates its own namespace and deletes it, with everything in it, on destroy; choose a name that does "
+        "not exist yet"
+    ]
+
+
+def _pull_secret_namespaces(settings: Settings, cluster: ClusterView) -> tuple[list[str], list[str]]:
+    problems = []
+    for namespace in settings.pull_secret_namespaces:
+        if namespace == settings.namespace:
+            continue  # the program creates it
+        if cluster.namespace_labels(namespace) is None:
+            problems.append(
+                f"registry:pullSecretNamespaces lists {namespace!r}, a namespace that does not exist; the program "
+                f"does not create namespaces it does not own. Create it first (kubectl create namespace {namespace}), "
+                "or take it off the list"
+            )
+            continue
+        if _someone_elses(cluster.object_labels("Secret", namespace, PULL_SECRET_NAME)):
+            problems.append(
+                f"registry:pullSecretNamespaces lists {namespace!r}, which already has a Secret {PULL_SECRET_NAME} "
+                "that this program did not create; it is not taken over, since destroy would delete it. Delete it "
+                f"if it is a leftover (kubectl -n {namespace} delete secret {PULL_SECRET_NAME}), or take "
+                f"{namespace!r} off the list"
+            )
+        if not settings.service_account_pull_secret:
+            continue
+        listed = cluster.account_pull_secrets(namespace)
+        if listed is None:
+            problems.append(
+                f"registry:serviceAccountPullSecret is true, but namespace {namespace!r} has no default "
+                "ServiceAccount yet (kube-controller-manager makes one for each namespace); run again in a moment"
+            )
+        elif listed and PULL_SECRET_NAME not in listed:
+            # The API server treats imagePullSecrets as one atomic list for
+            # server-side apply (tests/test_engine.py saw the conflict): our
+            # patch could not add an entry beside these without taking them over.
+            problems.append(
+                f"registry:serviceAccountPullSecret is true, but the default ServiceAccount of {namespace!r} already "
+                f"lists pull secrets ({', '.join(listed)}), a list the program cannot share. Add "
+                f"{PULL_SECRET_NAME} to it yourself and list it in the pods, or set serviceAccountPullSecret false"
+            )
+    return problems, []
+
+
+def _discovery(settings: Settings, cluster: ClusterView) -> tuple[list[str], list[str]]:
+    if not settings.discovery:
+        return [], []
+    where = f"{CONFIGMAP_NAMESPACE}/{CONFIGMAP_NAME}"
+    if _someone_elses(cluster.object_labels("ConfigMap", CONFIGMAP_NAMESPACE, CONFIGMAP_NAME)):
+        return [
+            f"registry:discovery is true, but the ConfigMap {where} already exists and this program did not "
+            "create it (kind and minikube make one for their own registry); set registry:discovery false, or "
+            f"delete it if it is a leftover (kubectl -n {CONFIGMAP_NAMESPACE} delete configmap {CONFIGMAP_NAME})"
+        ], []
+    return [], []
+
+
+def _storage_class(settings: Settings, cluster: ClusterView) -> tuple[list[str], list[str]]:
+    if settings.storage != "pvc":
+        return [], []
+    classes = cluster.storage_classes()
+    if settings.storage_class is not None and settings.storage_class not in classes:
+        known = ", ".join(sorted(classes)) or "none"
+        return [
+            f"registry:storageClass is {settings.storage_class!r}, and the cluster has no such StorageClass "
+            f"(it has: {known}); name one of those, leave storageClass unset for the default, or use storage node"
+        ], []
+    if settings.storage_class is None and not any(classes.values()):
+        if cluster.object_labels("PersistentVolumeClaim", settings.namespace, DATA_CLAIM) is not None:
+            return [], []  # an earlier up's claim is bound already: nothing to provision
+        return [
+            "registry:storage is pvc with no storageClass, and the cluster has no default StorageClass "
+            "(kubectl get storageclass marks none '(default)'): the claim would wait for a volume and pulumi up "
+            "time out. Without a storage provisioner (kubeadm has none) set registry:storage to node, with "
+            "registry:storageNode; for PersistentVolumes made by hand, give them a StorageClass and set "
+            "registry:storageClass to it"
+        ], []
+    return [], []
+
+
+def connect() -> ClusterView:
+    """The cluster pulumi-kubernetes deploys to (the tests' mocks put a cluster of their own here)."""
+    return KubernetesView.from_pulumi_config()
+
+
+def check_cluster(settings: Settings) -> Optional[UserCertificate]:
+    """Refuse, before any resource is registered, a config that this cluster would
+    half-apply. Returns the certificate the user brings (from the config, or read
+    from tlsSecret), or None when the program makes its own."""
+    certificate = None
+    try:
+        cluster = connect()
+        problems, warnings = cluster_problems(settings, cluster)
+        if settings.tls_secret is not None:
+            found, certificate = read_tls_secret(settings, cluster)
+            problems += found
+    except CannotRead as reason:
+        if settings.tls_secret is not None:
+            raise SettingsError(f"registry:tlsSecret is {'/'.join(settings.tls_secret)!r}, and the cluster could not "
+                                f"be read ({reason}); the server certificate comes from there") from None
+        pulumi.log.warn(f"could not read the cluster to check the config before creating anything ({reason}); going on")
+        problems, warnings = [], []
+    for warning in warnings:
+        pulumi.log.warn(warning)
+    if problems:
+        raise SettingsError("the cluster does not fit the config; nothing was created:\n  " + "\n  ".join(problems))
+    if certificate is None and settings.tls_certificate is not None:
+        certificate = UserCertificate(settings.tls_certificate, settings.tls_key, settings.tls_ca)
+    return certificate
+
+
+def read_tls_secret(settings: Settings, cluster: ClusterView) -> tuple[list[str], Optional[UserCertificate]]:
+    """The certificate in the user's kubernetes.io/tls Secret (cert-manager's, say), checked as one from the
+    config is. The program copies it into its own TLS Secret at each run: the copy follows a renewal at the
+    next `pulumi up`."""
+    namespace, name = settings.tls_secret
+    where = f"{namespace}/{name}"
+    found = cluster.secret(namespace, name)
+    if found is None:
+        return [f"registry:tlsSecret is {where!r}, a Secret that does not exist (kubectl -n {namespace} get secret {name})"], None
+    kind, data = found
+    missing = [field for field in ("tls.crt", "tls.key") if not data.get(field)]
+    if missing:
+        return [f"registry:tlsSecret is {where!r}, a Secret of type {kind} without {' and '.join(missing)}; "
+                "it must hold the server certificate in tls.crt and its key in tls.key (type kubernetes.io/tls)"], None
+    ca = settings.tls_ca or data.get("ca.crt") or None
+    names = own_certificate.Names(
+        certificate=f"registry:tlsSecret {where!r} tls.crt",
+        key=f"registry:tlsSecret {where!r} tls.key",
+        ca="registry:tlsCa" if settings.tls_ca else f"registry:tlsSecret {where!r} ca.crt (or registry:tlsCa)",
+    )
+    problems = own_certificate.problems(data["tls.crt"], data["tls.key"], ca, settings.hostname, names)
+    if problems:
+        return problems, None
+    left = own_certificate.expires(data["tls.crt"]) - datetime.datetime.now(datetime.timezone.utc)
+    if left < EXPIRY_WARNING:
+        pulumi.log.warn(f"registry:tlsSecret {where!r} holds a certificate that expires in {left.days} days; "
+                        "once it is renewed there, run pulumi up again to serve the new one")
+    return [], UserCertificate(data["tls.crt"], pulumi.Output.secret(data["tls.key"]), ca)
+
+
+class KubernetesView:
+    """The reads, through the Kubernetes API, with pulumi-kubernetes' kubeconfig and context."""
+
+    def __init__(self, api_client):
+        from kubernetes import client
+
+        self._core = client.CoreV1Api(api_client)
+        self._storage = client.StorageV1Api(api_client)
+
+    @classmethod
+    def from_pulumi_config(cls) -> "KubernetesView":
+        # pulumi-kubernetes' own order: kubernetes:kubeconfig (a path or the
+        # file's text), else $KUBECONFIG, else ~/.kube/config, else in-cluster;
+        # kubernetes:context picks the context.
+        import yaml
+        from kubernetes import config as kube_config
+        from kubernetes.client import ApiClient, Configuration
+
+        provider = pulumi.Config("kubernetes")
+        kubeconfig, context = provider.get("kubeconfig"), provider.get("context")
+        try:
+            if kubeconfig and os.path.isfile(os.path.expanduser(kubeconfig)):
+                return cls(kube_config.new_client_from_config(os.path.expanduser(kubeconfig), context, persist_config=False))
+            if kubeconfig:
+                return cls(kube_config.new_client_from_config_dict(yaml.safe_load(kubeconfig), context))
+            try:
+                return cls(kube_config.new_client_from_config(context=context, persist_config=False))
+            except kube_config.ConfigException as no_file:
+                configuration = Configuration()
+                try:
+                    kube_config.load_incluster_config(client_configuration=configuration)
+                except kube_config.ConfigException:
+                    raise CannotRead(f"no kubeconfig: {no_file}, and not running in a cluster") from None
+                return cls(ApiClient(configuration))
+        except CannotRead:
+            raise
+        except Exception as error:  # a kubeconfig that does not load is pulumi-kubernetes' to report
+            raise CannotRead(f"kubeconfig: {error}".splitlines()[0]) from None
+
+    def _read(self, call, *args) -> Optional[object]:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return call(*args, _request_timeout=READ_TIMEOUT)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise CannotRead(f"{error.status} {error.reason}") from None
+        except Exception as error:  # connection refused, timeout, TLS
+            raise CannotRead(str(error).splitlines()[0] if str(error) else type(error).__name__) from None
+
+    def namespace_labels(self, name: str) -> Optional[dict[str, str]]:
+        namespace = self._read(self._core.read_namespace, name)
+        return None if namespace is None else dict(namespace.metadata.labels or {})
+
+    def account_pull_secrets(self, namespace: str) -> Optional[list[str]]:
+        account = self._read(self._core.read_namespaced_service_account, "default", namespace)
+        return None if account is None else [ref.name for ref in account.image_pull_secrets or []]
+
+    def object_labels(self, kind: str, namespace: str, name: str) -> Optional[dict[str, str]]:
+        read = {
+            "Secret": self._core.read_namespaced_secret,
+            "ConfigMap": self._core.read_namespaced_config_map,
+            "PersistentVolumeClaim": self._core.read_namespaced_persistent_volume_claim,
+        }[kind]
+        found = self._read(read, name, namespace)
+        return None if found is None else dict(found.metadata.labels or {})
+
+    def secret(self, namespace: str, name: str) -> Optional[tuple[str, dict[str, str]]]:
+        secret = self._read(self._core.read_namespaced_secret, name, namespace)
+        if secret is None:
+            return None
+        data = {key: base64.b64decode(value).decode(errors="replace") for key, value in (secret.data or {}).items()}
+        return secret.type, data
+
+    def storage_classes(self) -> dict[str, bool]:
+        classes = self._read(self._storage.list_storage_class)
+        return {
+            item.metadata.name: (item.metadata.annotations or {}).get(DEFAULT_CLASS_ANNOTATION) == "true"
+            for item in classes.items
+        }

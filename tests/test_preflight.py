@@ -1,0 +1,136 @@
+"""The cluster is read before anything is created (registry/preflight.py).
+
+Under mocks, with a cluster of the test's making (tests/stack.py FakeCluster).
+The real API server's side is in tests/test_engine.py: a missing namespace, a
+namespace that is someone else's and an account that lists other pull secrets
+stop `pulumi up` with nothing created, and the program's own namespace passes
+on the second run.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from registry.preflight import CannotRead, cluster_problems, own_namespace_labels
+from registry.settings import SettingsError
+from tests.stack import FakeCluster, run_stack
+from tests.test_settings import settings_from
+
+BASE = {"serviceCidr": "10.96.0.0/12", "pullSecretNamespaces": ["registry", "apps", "ci"]}
+
+
+def refused(run) -> str:
+    assert isinstance(run.error, SettingsError), run.error
+    assert run.resources == [], "nothing registered"
+    return str(run.error)
+
+
+def test_a_missing_pull_secret_namespace_stops_the_program_before_any_resource_naming_the_fix():
+    message = refused(run_stack(BASE, cluster=FakeCluster(missing={"registry", "apps"})))
+    assert "registry:pullSecretNamespaces lists 'apps', a namespace that does not exist" in message
+    assert "kubectl create namespace apps" in message and "or take it off the list" in message
+    assert "'ci'" not in message, "only the missing one is named"
+
+
+def test_every_problem_is_named_in_one_message():
+    cluster = FakeCluster(missing={"registry", "apps", "ci"}, classes={"standard": True})
+    message = refused(run_stack({**BASE, "storageClass": "fast"}, cluster=cluster))
+    assert message.count("\n  ") == 3, message
+    assert "'apps'" in message and "'ci'" in message and "registry:storageClass is 'fast'" in message
+
+
+def test_the_registry_namespace_that_exists_and_is_someone_elses_is_refused():
+    cluster = FakeCluster(missing=set(), labels={"registry": {"team": "payments"}})
+    message = refused(run_stack(BASE, cluster=cluster))
+    assert "registry:namespace is 'registry', a namespace that already exists and that this program did not create" in message
+    assert "deletes it, with everything in it, on destroy" in message
+
+
+def test_the_registry_namespace_from_an_earlier_up_passes():
+    cluster = FakeCluster(missing=set(), labels={"registry": {**own_namespace_labels(settings_from(BASE)), "x": "y"}})
+    run = run_stack(BASE, cluster=cluster)
+    assert run.error is None, run.error
+
+
+def test_an_account_that_lists_other_pull_secrets_is_refused_before_anything_when_accounts_are_patched():
+    cluster = FakeCluster(account_secrets={"apps": ["mirror", "vendor"]})
+    config = {**BASE, "serviceAccountPullSecret": True}
+    message = refused(run_stack(config, cluster=cluster))
+    assert "the default ServiceAccount of 'apps' already lists pull secrets (mirror, vendor)" in message
+    assert "set serviceAccountPullSecret false" in message
+    assert run_stack(BASE, cluster=cluster).error is None, "without the patch the account is not read"
+
+
+def test_an_account_that_lists_ours_already_passes_on_the_next_run():
+    cluster = FakeCluster(account_secrets={"apps": ["registry-pull-secret", "added-later"]})
+    assert run_stack({**BASE, "serviceAccountPullSecret": True}, cluster=cluster).error is None
+
+
+def test_an_account_not_made_yet_is_a_retry_not_a_patch_that_fails():
+    cluster = FakeCluster()
+    cluster.account_pull_secrets = lambda namespace: None if namespace == "ci" else []
+    message = refused(run_stack({**BASE, "serviceAccountPullSecret": True}, cluster=cluster))
+    assert "namespace 'ci' has no default ServiceAccount yet" in message and "run again in a moment" in message
+
+
+def test_a_storage_class_that_does_not_exist_is_refused_with_the_ones_that_do():
+    cluster = FakeCluster(classes={"local-path": True, "nfs": False})
+    message = refused(run_stack({**BASE, "storageClass": "fast-ssd"}, cluster=cluster))
+    assert "registry:storageClass is 'fast-ssd', and the cluster has no such StorageClass (it has: local-path, nfs)" in message
+
+
+def test_no_default_storage_class_is_refused_with_storage_node_as_the_way_out():
+    message = refused(run_stack(BASE, cluster=FakeCluster(classes={"nfs": False})))
+    assert "registry:storage is pvc with no storageClass, and the cluster has no default StorageClass" in message
+    assert "set registry:storage to node, with registry:storageNode" in message
+    assert run_stack({**BASE, "storageClass": "nfs"}, cluster=FakeCluster(classes={"nfs": False})).error is None
+
+
+def test_a_claim_bound_by_an_earlier_up_needs_no_default_storage_class():
+    """An existing stack on a volume made by hand is not refused after an upgrade."""
+    cluster = FakeCluster(classes={}, objects={("PersistentVolumeClaim", "registry", "registry-data"): {}})
+    assert run_stack(BASE, cluster=cluster).error is None
+
+
+@pytest.mark.parametrize("storage", [{"storage": "s3", "s3": {"bucket": "images", "region": "eu-west-1"}},
+                                     {"storage": "node", "storageNode": "n1", "nodes": [{"name": "n1", "host": "10.0.0.5"}]}])
+def test_storage_that_needs_no_class_does_not_read_classes(storage):
+    cluster = FakeCluster(classes={})
+    cluster.storage_classes = lambda: pytest.fail("storage classes read")
+    problems, warnings = cluster_problems(settings_from({**BASE, **storage, "sshPrivateKey": "k"}), cluster)
+    assert problems == [] and warnings == []
+
+
+def test_a_cluster_that_cannot_be_read_is_skipped_and_the_program_goes_on():
+    run = run_stack(BASE, cluster=FakeCluster(unreadable=True))
+    assert run.error is None
+    assert run.of_type("kubernetes:core/v1:Namespace")
+
+
+def test_a_check_whose_read_fails_is_skipped_with_a_warning_and_the_others_still_refuse():
+    cluster = FakeCluster(missing={"registry", "apps"})
+
+    def forbidden():
+        raise CannotRead("403 Forbidden")
+
+    cluster.storage_classes = forbidden
+    problems, warnings = cluster_problems(settings_from(BASE), cluster)
+    assert len(problems) == 1 and "'apps'" in problems[0]
+    assert warnings == ["could not check the storage class (403 Forbidden); going on"]
+
+
+def test_a_pull_secret_name_taken_by_someone_else_is_refused_and_one_made_by_pulumi_passes():
+    theirs = FakeCluster(objects={("Secret", "ci", "registry-pull-secret"): {"team": "ci"}})
+    message = refused(run_stack(BASE, cluster=theirs))
+    assert "registry:pullSecretNamespaces lists 'ci', which already has a Secret registry-pull-secret" in message
+    assert "kubectl -n ci delete secret registry-pull-secret" in message
+    ours = FakeCluster(objects={("Secret", "ci", "registry-pull-secret"): {"app.kubernetes.io/managed-by": "pulumi"}})
+    assert run_stack(BASE, cluster=ours).error is None
+
+
+def test_a_discovery_config_map_of_another_registry_is_refused_unless_discovery_is_off():
+    kind = FakeCluster(objects={("ConfigMap", "kube-public", "local-registry-hosting"): {}})
+    message = refused(run_stack(BASE, cluster=kind))
+    assert "registry:discovery is true, but the ConfigMap kube-public/local-registry-hosting already exists" in message
+    assert "set registry:discovery false" in message
+    assert run_stack({**BASE, "discovery": False}, cluster=kind).error is None
