@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import ipaddress
 import os
 from dataclasses import dataclass
 from typing import Optional, Protocol
@@ -29,6 +30,7 @@ import pulumi
 from . import own_certificate
 from .discovery import CONFIGMAP_NAME, CONFIGMAP_NAMESPACE
 from .pull_secrets import PULL_SECRET_NAME
+from .certificates import SERVICE_NAME
 from .settings import Settings, SettingsError
 from .workload import DATA_CLAIM, labels
 
@@ -58,9 +60,25 @@ class ClusterView(Protocol):
         """Every StorageClass, by name: whether it is the cluster's default."""
         ...
 
+    def services(self) -> list["ServiceView"]:
+        """Every Service in the cluster."""
+        ...
+
+    def service_ranges(self) -> Optional[list[str]]:
+        """The cluster's Service IP ranges (ServiceCIDR objects, Kubernetes 1.33+); None: not served."""
+        ...
+
     def secret(self, namespace: str, name: str) -> Optional[tuple[str, dict[str, str]]]:
         """A Secret's type and its data, decoded."""
         ...
+
+
+@dataclass(frozen=True)
+class ServiceView:
+    namespace: str
+    name: str
+    cluster_ips: tuple[str, ...]
+    node_ports: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -97,7 +115,7 @@ def cluster_problems(settings: Settings, cluster: ClusterView) -> tuple[list[str
     warnings: list[str] = []
     problems += _registry_namespace(settings, cluster)
     checks = (("the pull-secret namespaces", _pull_secret_namespaces), ("the discovery ConfigMap", _discovery),
-              ("the storage class", _storage_class))
+              ("the storage class", _storage_class), ("the Service's address and port", _service_address))
     for what, check in checks:
         try:
             found, warned = check(settings, cluster)
@@ -171,6 +189,29 @@ def _discovery(settings: Settings, cluster: ClusterView) -> tuple[list[str], lis
             f"delete it if it is a leftover (kubectl -n {CONFIGMAP_NAMESPACE} delete configmap {CONFIGMAP_NAME})"
         ], []
     return [], []
+
+
+def _service_address(settings: Settings, cluster: ClusterView) -> tuple[list[str], list[str]]:
+    # A taken address or port fails the Service after the namespace and the
+    # pull secrets exist; the API server's message does not say who holds it.
+    problems = []
+    ranges = cluster.service_ranges() if settings.cluster_ip else None
+    if ranges and not any(ipaddress.ip_address(settings.cluster_ip) in ipaddress.ip_network(r) for r in ranges):
+        problems.append(
+            f"registry:clusterIp {settings.cluster_ip} is outside the cluster's Service range ({', '.join(ranges)}; "
+            "kubectl get servicecidr shows it); choose a free address in it, and set registry:serviceCidr to it"
+        )
+    for service in cluster.services():
+        if (service.namespace, service.name) == (settings.namespace, SERVICE_NAME):
+            continue  # ours, from an earlier up
+        where = f"{service.namespace}/{service.name}"
+        if settings.cluster_ip and settings.cluster_ip in service.cluster_ips:
+            problems.append(f"registry:clusterIp {settings.cluster_ip} is taken by the Service {where}; choose a "
+                            "free address in the Service range (kubectl get svc -A lists those in use)")
+        if settings.node_port in service.node_ports:
+            problems.append(f"registry:nodePort {settings.node_port} is taken by the Service {where}; choose a free "
+                            "port between 30000 and 32767 (kubectl get svc -A lists those in use)")
+    return problems, []
 
 
 def _storage_class(settings: Settings, cluster: ClusterView) -> tuple[list[str], list[str]]:
@@ -265,6 +306,7 @@ class KubernetesView:
 
         self._core = client.CoreV1Api(api_client)
         self._storage = client.StorageV1Api(api_client)
+        self._networking = client.NetworkingV1Api(api_client)
 
     @classmethod
     def from_pulumi_config(cls) -> "KubernetesView":
@@ -331,6 +373,24 @@ class KubernetesView:
             return None
         data = {key: base64.b64decode(value).decode(errors="replace") for key, value in (secret.data or {}).items()}
         return secret.type, data
+
+    def services(self) -> list[ServiceView]:
+        found = self._read(self._core.list_service_for_all_namespaces)
+        return [
+            ServiceView(
+                namespace=item.metadata.namespace,
+                name=item.metadata.name,
+                cluster_ips=tuple(item.spec.cluster_i_ps or ([item.spec.cluster_ip] if item.spec.cluster_ip else [])),
+                node_ports=tuple(port.node_port for port in item.spec.ports or [] if port.node_port),
+            )
+            for item in found.items
+        ]
+
+    def service_ranges(self) -> Optional[list[str]]:
+        found = self._read(self._networking.list_service_cidr)
+        if found is None:
+            return None
+        return [cidr for item in found.items for cidr in item.spec.cidrs or []]
 
     def storage_classes(self) -> dict[str, bool]:
         classes = self._read(self._storage.list_storage_class)

@@ -393,6 +393,9 @@ class FakeCluster:
     secrets: dict[tuple[str, str], tuple[str, dict[str, str]]] = field(default_factory=dict)
     # (kind, namespace, name) -> labels, for Secrets and ConfigMaps that exist
     objects: dict[tuple[str, str, str], dict[str, str]] = field(default_factory=dict)
+    service_list: list = field(default_factory=list)  # of preflight.ServiceView
+    # None: a cluster older than the ServiceCIDR API (Kubernetes 1.33)
+    ranges: Optional[list[str]] = None
     unreadable: bool = False
 
     def _read(self) -> None:
@@ -410,6 +413,14 @@ class FakeCluster:
     def storage_classes(self) -> dict[str, bool]:
         self._read()
         return dict(self.classes)
+
+    def services(self) -> list:
+        self._read()
+        return list(self.service_list)
+
+    def service_ranges(self) -> Optional[list[str]]:
+        self._read()
+        return self.ranges
 
     def object_labels(self, kind: str, namespace: str, name: str) -> Optional[dict[str, str]]:
         self._read()
@@ -430,7 +441,8 @@ def run_stack(
     against `cluster` as the cluster the program checks before it creates anything."""
     state = state if state is not None else ProviderState()
     # By default a cluster that fits: the registry's namespace is yet to be made, the others exist.
-    cluster = cluster if cluster is not None else FakeCluster(missing={config.get("namespace", "registry")})
+    if cluster is None:
+        cluster = FakeCluster(missing={config.get("namespace", "registry")}, ranges=[config.get("serviceCidr", "10.96.0.0/12")])
     preflight.connect = lambda: cluster
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)

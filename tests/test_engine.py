@@ -721,3 +721,30 @@ def test_a_cluster_without_a_default_storage_class_is_told_to_use_storage_node_b
         manual = engine.api.get(path)
         manual["metadata"]["annotations"][DEFAULT_CLASS] = "true"
         engine.api.request("PUT", path, manual)
+
+
+def test_a_cluster_ip_outside_the_range_or_taken_and_a_taken_node_port_are_refused_before_anything_is_created(engine):
+    """The API server would refuse the Service only after the namespace and the pull
+    secrets exist, without naming who holds the address. The program reads the
+    cluster's ServiceCIDRs and Services first."""
+    engine.api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}})
+    engine.api.create("/api/v1/namespaces/shop/services", {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"type": "NodePort", "clusterIP": "127.0.10.77", "selector": {"app": "web"},
+                 "ports": [{"port": 80, "nodePort": 30509}]}})
+    project = EngineProject(engine.bin_dir, engine.root / "addresses", engine.cluster.kubeconfig, stack="addresses")
+    project.create_stack()
+    stack = Stack(project)
+    stack.configure(serviceCidr=SERVICE_CIDR, clusterIp="127.0.10.77", namespace="registry-addresses", nodePort=30509,
+                    pullSecretNamespaces=["shop"], storageSize="1Gi", users=["admin"], discovery=False)
+    up = project.up()
+    assert up.code != 0, up.text
+    assert "registry:clusterIp 127.0.10.77 is taken by the Service shop/web" in up.text
+    assert "registry:nodePort 30509 is taken by the Service shop/web" in up.text
+    assert resources_in_state(project) == []
+    assert engine.api.find("/api/v1/namespaces/shop/secrets/registry-pull-secret") is None
+
+    stack.configure(serviceCidr="10.96.0.0/12", clusterIp="10.96.0.50", nodePort=30510)
+    preview = project.preview()
+    assert preview.code != 0
+    assert f"registry:clusterIp 10.96.0.50 is outside the cluster's Service range ({SERVICE_CIDR};" in preview.text, preview.text

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from registry.preflight import CannotRead, cluster_problems, own_namespace_labels
+from registry.preflight import CannotRead, ServiceView, cluster_problems, own_namespace_labels
 from registry.settings import SettingsError
 from tests.stack import FakeCluster, run_stack
 from tests.test_settings import settings_from
@@ -134,3 +134,26 @@ def test_a_discovery_config_map_of_another_registry_is_refused_unless_discovery_
     assert "registry:discovery is true, but the ConfigMap kube-public/local-registry-hosting already exists" in message
     assert "set registry:discovery false" in message
     assert run_stack({**BASE, "discovery": False}, cluster=kind).error is None
+
+
+def test_a_cluster_ip_outside_the_clusters_service_range_is_refused_naming_the_range():
+    cluster = FakeCluster(ranges=["10.43.0.0/16"])
+    message = refused(run_stack({**BASE, "clusterIp": "10.96.0.50"}, cluster=cluster))
+    assert "registry:clusterIp 10.96.0.50 is outside the cluster's Service range (10.43.0.0/16; kubectl get servicecidr" in message
+    assert run_stack({**BASE, "serviceCidr": "10.43.0.0/16", "clusterIp": "10.43.0.50"}, cluster=cluster).error is None
+    older = FakeCluster(ranges=None)
+    assert run_stack({**BASE, "clusterIp": "10.96.0.50"}, cluster=older).error is None, "no ServiceCIDR API: not checked"
+
+
+def test_a_cluster_ip_or_node_port_taken_by_another_service_is_refused_naming_it():
+    dns = ServiceView("kube-system", "kube-dns", ("10.96.0.10",), ())
+    web = ServiceView("shop", "web", ("10.96.7.1",), (30500, 30501))
+    message = refused(run_stack({**BASE, "clusterIp": "10.96.0.10"}, cluster=FakeCluster(service_list=[dns, web])))
+    assert "registry:clusterIp 10.96.0.10 is taken by the Service kube-system/kube-dns" in message
+    assert "registry:nodePort 30500 is taken by the Service shop/web" in message
+
+
+def test_the_registrys_own_service_from_an_earlier_up_is_not_a_conflict():
+    ours = ServiceView("registry", "registry", ("10.96.0.50",), (30500,))
+    cluster = FakeCluster(service_list=[ours])
+    assert run_stack({**BASE, "clusterIp": "10.96.0.50"}, cluster=cluster).error is None
