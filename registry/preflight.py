@@ -79,6 +79,7 @@ class ServiceView:
     name: str
     cluster_ips: tuple[str, ...]
     node_ports: tuple[int, ...]
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -201,9 +202,12 @@ def _service_address(settings: Settings, cluster: ClusterView) -> tuple[list[str
             f"registry:clusterIp {settings.cluster_ip} is outside the cluster's Service range ({', '.join(ranges)}; "
             "kubectl get servicecidr shows it); choose a free address in it, and set registry:serviceCidr to it"
         )
+    mine = own_namespace_labels(settings).items()
     for service in cluster.services():
-        if (service.namespace, service.name) == (settings.namespace, SERVICE_NAME):
-            continue  # ours, from an earlier up
+        if service.name == SERVICE_NAME and mine <= set(service.labels):
+            # Ours, from an earlier up; in another namespace when `namespace`
+            # changes, and then deleted before the new one is made.
+            continue
         where = f"{service.namespace}/{service.name}"
         if settings.cluster_ip and settings.cluster_ip in service.cluster_ips:
             problems.append(f"registry:clusterIp {settings.cluster_ip} is taken by the Service {where}; choose a "
@@ -382,6 +386,7 @@ class KubernetesView:
                 name=item.metadata.name,
                 cluster_ips=tuple(item.spec.cluster_i_ps or ([item.spec.cluster_ip] if item.spec.cluster_ip else [])),
                 node_ports=tuple(port.node_port for port in item.spec.ports or [] if port.node_port),
+                labels=tuple((item.metadata.labels or {}).items()),
             )
             for item in found.items
         ]

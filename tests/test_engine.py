@@ -739,8 +739,8 @@ def test_a_cluster_ip_outside_the_range_or_taken_and_a_taken_node_port_are_refus
                     pullSecretNamespaces=["shop"], storageSize="1Gi", users=["admin"], discovery=False)
     up = project.up()
     assert up.code != 0, up.text
-    assert "registry:clusterIp 127.0.10.77 is taken by the Service shop/web" in up.text
-    assert "registry:nodePort 30509 is taken by the Service shop/web" in up.text
+    assert "registry:clusterIp 127.0.10.77 is taken by the Service shop/web" in up.text, up.text
+    assert "registry:nodePort 30509 is taken by the Service shop/web" in up.text, up.text
     assert resources_in_state(project) == []
     assert engine.api.find("/api/v1/namespaces/shop/secrets/registry-pull-secret") is None
 

@@ -153,7 +153,11 @@ def test_a_cluster_ip_or_node_port_taken_by_another_service_is_refused_naming_it
     assert "registry:nodePort 30500 is taken by the Service shop/web" in message
 
 
-def test_the_registrys_own_service_from_an_earlier_up_is_not_a_conflict():
-    ours = ServiceView("registry", "registry", ("10.96.0.50",), (30500,))
-    cluster = FakeCluster(service_list=[ours])
-    assert run_stack({**BASE, "clusterIp": "10.96.0.50"}, cluster=cluster).error is None
+def test_the_registrys_own_service_from_an_earlier_up_is_not_a_conflict_even_in_the_namespace_it_leaves():
+    labels = tuple(own_namespace_labels(settings_from(BASE)).items())
+    for namespace in ("registry", "registry-old"):
+        ours = ServiceView(namespace, "registry", ("10.96.0.50",), (30500,), labels)
+        assert run_stack({**BASE, "clusterIp": "10.96.0.50"}, cluster=FakeCluster(service_list=[ours])).error is None
+    unlabelled = ServiceView("registry-old", "registry", ("10.96.0.50",), (30500,))
+    message = refused(run_stack({**BASE, "clusterIp": "10.96.0.50"}, cluster=FakeCluster(service_list=[unlabelled])))
+    assert "is taken by the Service registry-old/registry" in message
