@@ -28,9 +28,9 @@ from typing import Optional, Protocol
 import pulumi
 
 from . import own_certificate
+from .certificates import SERVICE_NAME
 from .discovery import CONFIGMAP_NAME, CONFIGMAP_NAMESPACE
 from .pull_secrets import PULL_SECRET_NAME
-from .certificates import SERVICE_NAME
 from .settings import Settings, SettingsError
 from .workload import DATA_CLAIM, labels
 
