@@ -38,7 +38,7 @@ import json, sys, time
 sys.path.insert(0, {root!r})
 started = time.perf_counter()
 from registry import preflight
-from tests.test_settings import settings_from
+from tests.stack import settings_from
 imported = time.perf_counter()
 settings = settings_from(json.loads({config!r}))
 assert preflight.check_cluster(settings) is None

@@ -31,7 +31,7 @@ from . import own_certificate
 from .certificates import SERVICE_NAME
 from .discovery import CONFIGMAP_NAME, CONFIGMAP_NAMESPACE
 from .pull_secrets import PULL_SECRET_NAME
-from .settings import Settings, SettingsError
+from .settings import KubeAccess, Settings, SettingsError
 from .workload import DATA_CLAIM, labels
 
 # Seconds for each read: a first `pulumi preview` must not hang on a dead cluster.
@@ -241,9 +241,9 @@ def _storage_class(settings: Settings, cluster: ClusterView) -> tuple[list[str],
     return [], []
 
 
-def connect() -> ClusterView:
+def connect(settings: Settings) -> ClusterView:
     """The cluster pulumi-kubernetes deploys to (the tests' mocks put a cluster of their own here)."""
-    return KubernetesView.from_pulumi_config()
+    return KubernetesView.reaching(settings.kube)
 
 
 def check_cluster(settings: Settings) -> Optional[UserCertificate]:
@@ -252,7 +252,7 @@ def check_cluster(settings: Settings) -> Optional[UserCertificate]:
     from tlsSecret), or None when the program makes its own."""
     certificate = None
     try:
-        cluster = connect()
+        cluster = connect(settings)
         problems, warnings = cluster_problems(settings, cluster)
         if settings.tls_secret is not None:
             found, certificate = read_tls_secret(settings, cluster)
@@ -313,7 +313,7 @@ class KubernetesView:
         self._networking = client.NetworkingV1Api(api_client)
 
     @classmethod
-    def from_pulumi_config(cls) -> "KubernetesView":
+    def reaching(cls, access: KubeAccess) -> "KubernetesView":
         # pulumi-kubernetes' own order: kubernetes:kubeconfig (a path or the
         # file's text), else $KUBECONFIG, else ~/.kube/config, else in-cluster;
         # kubernetes:context picks the context.
@@ -321,15 +321,16 @@ class KubernetesView:
         from kubernetes import config as kube_config
         from kubernetes.client import ApiClient, Configuration
 
-        provider = pulumi.Config("kubernetes")
-        kubeconfig, context = provider.get("kubeconfig"), provider.get("context")
+        kubeconfig, context = access.kubeconfig, access.context
         try:
             if kubeconfig and os.path.isfile(os.path.expanduser(kubeconfig)):
                 return cls(kube_config.new_client_from_config(os.path.expanduser(kubeconfig), context, persist_config=False))
             if kubeconfig:
                 return cls(kube_config.new_client_from_config_dict(yaml.safe_load(kubeconfig), context))
+            # Read here, not at import as the client's default is: a list of paths, like kubectl's.
+            files = os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
             try:
-                return cls(kube_config.new_client_from_config(context=context, persist_config=False))
+                return cls(kube_config.new_client_from_config(files, context, persist_config=False))
             except kube_config.ConfigException as no_file:
                 configuration = Configuration()
                 try:

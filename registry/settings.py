@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import dataclasses
 import difflib
 import ipaddress
 import json
@@ -122,6 +123,16 @@ class S3:
 
 
 @dataclass(frozen=True)
+class KubeAccess:
+    """How pulumi-kubernetes reaches the cluster (its own `kubernetes:` config), for
+    registry/preflight.py to read the same cluster."""
+
+    # A path, or the kubeconfig's text (it may hold credentials: never printed).
+    kubeconfig: Optional[str] = field(default=None, repr=False)
+    context: Optional[str] = None
+
+
+@dataclass(frozen=True)
 class Settings:
     hostname: str
     namespace: str
@@ -173,6 +184,7 @@ class Settings:
     # Or a kubernetes.io/tls Secret the user keeps in the cluster (cert-manager's,
     # say), as (namespace, name): read and checked by registry/preflight.py.
     tls_secret: Optional[tuple[str, str]] = None
+    kube: KubeAccess = KubeAccess()
 
     @property
     def endpoint(self) -> str:
@@ -194,13 +206,15 @@ class Settings:
 def load_settings() -> Settings:
     """Read the `registry:` config of the current stack."""
     config = pulumi.Config(CONFIG_NAMESPACE)
-    return parse_settings(
+    settings = parse_settings(
         config.get, config.get_secret("sshPrivateKey"), keys=config_keys(),
         s3_secret_access_key=config.get_secret("s3SecretAccessKey"),
         image_pull_secret=config.get_secret("imagePullSecret"),
         ssh_key_passphrase=config.get_secret("sshKeyPassphrase"),
         tls_key=config.get_secret("tlsKey"),
     )
+    provider = pulumi.Config("kubernetes")
+    return dataclasses.replace(settings, kube=KubeAccess(provider.get("kubeconfig"), provider.get("context")))
 
 
 def config_keys() -> set[str]:

@@ -38,6 +38,7 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from registry import preflight
+from registry.settings import Settings, parse_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = ROOT / "__main__.py"
@@ -379,6 +380,17 @@ def config_for(values: dict[str, Any]) -> dict[str, str]:
     }
 
 
+# parse_settings only asks whether the secret is set; a real Output made
+# outside a program run would tie itself to another event loop.
+KEY = "stands-for-a-secret-output"
+
+
+def settings_from(values: dict, key=KEY) -> Settings:
+    """Settings from config values (keys without `registry:`), without a program run."""
+    raw = {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
+    return parse_settings(raw.get, key)
+
+
 @dataclass
 class FakeCluster:
     """The cluster registry/preflight.py reads, under mocks. By default every
@@ -443,7 +455,7 @@ def run_stack(
     # By default a cluster that fits: the registry's namespace is yet to be made, the others exist.
     if cluster is None:
         cluster = FakeCluster(missing={config.get("namespace", "registry")}, ranges=[config.get("serviceCidr", "10.96.0.0/12")])
-    preflight.connect = lambda: cluster
+    preflight.connect = lambda settings: cluster
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:

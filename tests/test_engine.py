@@ -34,6 +34,7 @@ import yaml
 
 from registry.settings import parse_settings
 from tests.engine import toolchain_dir, unavailable
+from tests.certs import key_pem, make_ca, make_leaf, pem
 from tests.engine.cluster import DEFAULT_CLASS, ControlPlane
 from tests.engine.program import MATERIAL
 from tests.engine.project import EngineProject
@@ -651,8 +652,6 @@ def test_a_certificate_from_the_users_tls_secret_is_served_and_a_renewal_reaches
     checks it, and copies it into the registry's own TLS Secret; a renewal shows
     in `pulumi preview` and is served after `pulumi up`; destroy leaves the
     user's Secret as it was."""
-    from tests.test_own_certificate import key_pem, make_ca, make_leaf, pem
-
     ca = make_ca()
     source = "/api/v1/namespaces/certs/secrets/registry-tls"
 

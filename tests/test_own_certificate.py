@@ -3,69 +3,24 @@ created, served by the real registry, and trusted by nodes through the user's CA
 
 from __future__ import annotations
 
-import datetime
 import json
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from tests.certs import key_pem, make_ca, make_leaf, pem
 from tests.nodes import NEEDED, make_factory, require_tools
 from tests.oci import read_image, write_image
 from tests.registry_server import PodSource, Registry
 from tests.stack import FakeCluster, run_stack
 
 CLUSTER_IP = "127.0.10.1"
-NOW = datetime.datetime.now(datetime.timezone.utc)
-
-
-def pem(cert: x509.Certificate) -> str:
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
-
-
-def key_pem(key) -> str:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption()).decode()
-
-
-def make_ca(name: str = "Example Corp Root CA"):
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(NOW - datetime.timedelta(days=1))
-            .not_valid_after(NOW + datetime.timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                                         key_encipherment=False, data_encipherment=False, key_agreement=False,
-                                         encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(key, hashes.SHA256()))
-    return key, cert
-
-
-def make_leaf(ca, names=("image-registry",), ips=(CLUSTER_IP,), days=(-1, 90)):
-    ca_key, ca_cert = ca
-    key = ec.generate_private_key(ec.SECP256R1())
-    import ipaddress
-    sans = [x509.DNSName(n) for n in names] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
-    ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
-            .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(NOW + datetime.timedelta(days=days[0])).not_valid_after(NOW + datetime.timedelta(days=days[1]))
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    return key, cert
 
 
 @pytest.fixture(scope="module")
 def own():
     ca = make_ca()
-    key, leaf = make_leaf(ca)
+    key, leaf = make_leaf(ca, ips=(CLUSTER_IP,))
     return {"tlsCertificate": pem(leaf), "tlsKey": key_pem(key), "tlsCa": pem(ca[1]), "ca": ca}
 
 
@@ -102,12 +57,12 @@ def test_a_certificate_nodes_would_refuse_is_refused_before_anything_is_created(
     if case == "another key":
         values["tlsKey"] = key_pem(ec.generate_private_key(ec.SECP256R1()))
     elif case == "another name":
-        key, leaf = make_leaf(own["ca"], names=("registry.example.com",))
+        key, leaf = make_leaf(own["ca"], names=("registry.example.com",), ips=(CLUSTER_IP,))
         values.update(tlsCertificate=pem(leaf), tlsKey=key_pem(key))
     elif case == "another CA":
         values["tlsCa"] = pem(make_ca("Someone Else")[1])
     elif case == "expired":
-        key, leaf = make_leaf(own["ca"], days=(-30, -1))
+        key, leaf = make_leaf(own["ca"], ips=(CLUSTER_IP,), days=(-30, -1))
         values.update(tlsCertificate=pem(leaf), tlsKey=key_pem(key))
     elif case == "no key":
         del values["tlsKey"]
@@ -174,7 +129,7 @@ def test_a_tls_secret_that_nodes_would_refuse_is_refused_before_anything_is_crea
     elif case == "opaque without a key":
         cluster.secrets[SOURCE] = ("Opaque", {"tls.crt": data["tls.crt"]})
     elif case == "another name":
-        key, leaf = make_leaf(own["ca"], names=("registry.example.com",))
+        key, leaf = make_leaf(own["ca"], names=("registry.example.com",), ips=(CLUSTER_IP,))
         data.update({"tls.crt": pem(leaf), "tls.key": key_pem(key)})
     elif case == "another key":
         data["tls.key"] = key_pem(ec.generate_private_key(ec.SECP256R1()))

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import pytest
 
-from registry.preflight import CannotRead, ServiceView, cluster_problems, own_namespace_labels
-from registry.settings import SettingsError
-from tests.stack import FakeCluster, run_stack
-from tests.test_settings import settings_from
+from registry.preflight import CannotRead, KubernetesView, ServiceView, cluster_problems, own_namespace_labels
+from registry.settings import KubeAccess, SettingsError
+from tests.stack import FakeCluster, run_stack, settings_from
 
 BASE = {"serviceCidr": "10.96.0.0/12", "pullSecretNamespaces": ["registry", "apps", "ci"]}
 
@@ -161,3 +160,41 @@ def test_the_registrys_own_service_from_an_earlier_up_is_not_a_conflict_even_in_
     unlabelled = ServiceView("registry-old", "registry", ("10.96.0.50",), (30500,))
     message = refused(run_stack({**BASE, "clusterIp": "10.96.0.50"}, cluster=FakeCluster(service_list=[unlabelled])))
     assert "is taken by the Service registry-old/registry" in message
+
+
+KUBECONFIG = """
+apiVersion: v1
+kind: Config
+clusters:
+- {name: one, cluster: {server: "https://127.0.0.1:6443"}}
+- {name: two, cluster: {server: "https://127.0.0.2:6443"}}
+users: [{name: u, user: {token: not-a-real-token}}]
+contexts:
+- {name: first, context: {cluster: one, user: u}}
+- {name: second, context: {cluster: two, user: u}}
+current-context: first
+"""
+
+
+def server_of(view: KubernetesView) -> str:
+    return view._core.api_client.configuration.host
+
+
+def test_the_check_reads_the_cluster_pulumi_kubernetes_deploys_to(tmp_path, monkeypatch):
+    """kubernetes:kubeconfig as a path or as text, kubernetes:context, else $KUBECONFIG, as pulumi-kubernetes does."""
+    path = tmp_path / "kubeconfig"
+    path.write_text(KUBECONFIG)
+    assert server_of(KubernetesView.reaching(KubeAccess(str(path)))) == "https://127.0.0.1:6443"
+    assert server_of(KubernetesView.reaching(KubeAccess(str(path), "second"))) == "https://127.0.0.2:6443"
+    assert server_of(KubernetesView.reaching(KubeAccess(KUBECONFIG, "second"))) == "https://127.0.0.2:6443"
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    assert server_of(KubernetesView.reaching(KubeAccess(context="second"))) == "https://127.0.0.2:6443"
+
+
+def test_a_kubeconfig_that_does_not_load_is_a_cluster_that_cannot_be_read(tmp_path, monkeypatch):
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(CannotRead, match="no kubeconfig.*not running in a cluster"):
+        KubernetesView.reaching(KubeAccess())
+    with pytest.raises(CannotRead, match="kubeconfig"):
+        KubernetesView.reaching(KubeAccess(KUBECONFIG, "third"))

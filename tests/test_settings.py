@@ -7,19 +7,11 @@ import yaml
 
 from registry.settings import DEFAULT_IMAGE, SettingsError, parse_settings
 from tests.conftest import BASE_CONFIG
-from tests.stack import ROOT, run_stack
+from tests.stack import KEY, ROOT, run_stack, settings_from
 
-# parse_settings only asks whether the secret is set; a real Output made
-# outside a program run would tie itself to another event loop.
-KEY = "stands-for-a-secret-output"
 
 
 NODE_LIST = [{"name": "cp", "host": "192.168.56.10"}]
-
-
-def settings_from(values: dict, key=KEY):
-    raw = {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
-    return parse_settings(raw.get, key)
 
 
 def refusal(values: dict, key=KEY) -> str:
