@@ -403,7 +403,7 @@ class FakeCluster:
     classes: dict[str, bool] = field(default_factory=lambda: {"standard": True, "fast-ssd": False})
     # (namespace, name) -> (type, decoded data)
     secrets: dict[tuple[str, str], tuple[str, dict[str, str]]] = field(default_factory=dict)
-    # (kind, namespace, name) -> labels, for Secrets and ConfigMaps that exist
+    # (kind, namespace, name) -> labels of the Secrets, ConfigMaps and claims that exist
     objects: dict[tuple[str, str, str], dict[str, str]] = field(default_factory=dict)
     service_list: list = field(default_factory=list)  # of preflight.ServiceView
     # None: a cluster older than the ServiceCIDR API (Kubernetes 1.33)
@@ -455,7 +455,7 @@ def run_stack(
     # By default a cluster that fits: the registry's namespace is yet to be made, the others exist.
     if cluster is None:
         cluster = FakeCluster(missing={config.get("namespace", "registry")}, ranges=[config.get("serviceCidr", "10.96.0.0/12")])
-    preflight.connect = lambda settings: cluster
+    real_connect, preflight.connect = preflight.connect, lambda settings: cluster
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
@@ -486,4 +486,5 @@ def run_stack(
         return StackRun(resources=monitor.registrations, outputs=outputs, secret_outputs=secret_outputs)
     finally:
         asyncio.set_event_loop(None)
+        preflight.connect = real_connect
         loop.close()
