@@ -32,7 +32,7 @@ from .certificates import SERVICE_NAME
 from .discovery import CONFIGMAP_NAME, CONFIGMAP_NAMESPACE
 from .pull_secrets import PULL_SECRET_NAME
 from .settings import KubeAccess, Settings, SettingsError
-from .workload import DATA_CLAIM, labels
+from .workload import DATA_CLAIM, HOSTNAME_LABEL, labels
 
 # Seconds for each read: a first `pulumi preview` must not hang on a dead cluster.
 READ_TIMEOUT = 10
@@ -62,6 +62,10 @@ class ClusterView(Protocol):
 
     def services(self) -> list["ServiceView"]:
         """Every Service in the cluster."""
+        ...
+
+    def node_names(self, label_selector: str = "") -> list[str]:
+        """The names of the cluster's nodes (that match the selector)."""
         ...
 
     def service_ranges(self) -> Optional[list[str]]:
@@ -116,7 +120,8 @@ def cluster_problems(settings: Settings, cluster: ClusterView) -> tuple[list[str
     warnings: list[str] = []
     problems += _registry_namespace(settings, cluster)
     checks = (("the pull-secret namespaces", _pull_secret_namespaces), ("the discovery ConfigMap", _discovery),
-              ("the storage class", _storage_class), ("the Service's address and port", _service_address))
+              ("the storage class", _storage_class), ("the storage node", _storage_node),
+              ("the Service's address and port", _service_address))
     for what, check in checks:
         try:
             found, warned = check(settings, cluster)
@@ -190,6 +195,20 @@ def _discovery(settings: Settings, cluster: ClusterView) -> tuple[list[str], lis
             f"delete it if it is a leftover (kubectl -n {CONFIGMAP_NAMESPACE} delete configmap {CONFIGMAP_NAME})"
         ], []
     return [], []
+
+
+def _storage_node(settings: Settings, cluster: ClusterView) -> tuple[list[str], list[str]]:
+    # The pod is pinned by this label; on no node, it stays Pending and `up` times out.
+    if settings.storage_node is None:
+        return [], []
+    name = settings.storage_node.name
+    if cluster.node_names(f"{HOSTNAME_LABEL}={name}"):
+        return [], []
+    known = ", ".join(sorted(cluster.node_names())) or "none"
+    return [
+        f"registry:storageNode is {name!r}, and no node of the cluster has the label {HOSTNAME_LABEL}={name} "
+        f"(its nodes: {known}); name the nodes entry as kubectl get nodes prints it"
+    ], []
 
 
 def _service_address(settings: Settings, cluster: ClusterView) -> tuple[list[str], list[str]]:
@@ -343,11 +362,11 @@ class KubernetesView:
         except Exception as error:  # a kubeconfig that does not load is pulumi-kubernetes' to report
             raise CannotRead(f"kubeconfig: {error}".splitlines()[0]) from None
 
-    def _read(self, call, *args) -> Optional[object]:
+    def _read(self, call, *args, **kwargs) -> Optional[object]:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            return call(*args, _request_timeout=READ_TIMEOUT)
+            return call(*args, _request_timeout=READ_TIMEOUT, **kwargs)
         except ApiException as error:
             if error.status == 404:
                 return None
@@ -391,6 +410,10 @@ class KubernetesView:
             )
             for item in found.items
         ]
+
+    def node_names(self, label_selector: str = "") -> list[str]:
+        found = self._read(self._core.list_node, label_selector=label_selector)
+        return [item.metadata.name for item in found.items]
 
     def service_ranges(self) -> Optional[list[str]]:
         found = self._read(self._networking.list_service_cidr)

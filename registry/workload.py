@@ -37,6 +37,10 @@ HEALTH_INTERVAL = "10s"
 HEALTH_THRESHOLD = "3"
 
 
+# The label kubelet sets to the node's name; storage node pins the pod by it.
+HOSTNAME_LABEL = "kubernetes.io/hostname"
+
+
 def labels(settings: Settings) -> dict[str, str]:
     return {"app.kubernetes.io/name": "registry", "app.kubernetes.io/instance": settings.hostname}
 
@@ -188,7 +192,7 @@ def base_pod_spec(settings: Settings) -> dict:
         # then takes one of them, not all.
         **({"topologySpreadConstraints": [{
             "maxSkew": 1,
-            "topologyKey": "kubernetes.io/hostname",
+            "topologyKey": HOSTNAME_LABEL,
             "whenUnsatisfiable": "ScheduleAnyway",
             "labelSelector": {"matchLabels": labels(settings)},
         }]} if settings.s3 is not None else {}),
@@ -205,7 +209,7 @@ def data_volumes(settings: Settings) -> list[dict]:
 
 
 def node_selector(settings: Settings) -> dict[str, str]:
-    pinned = {"kubernetes.io/hostname": settings.storage_node.name} if settings.storage_node else {}
+    pinned = {HOSTNAME_LABEL: settings.storage_node.name} if settings.storage_node else {}
     return {**settings.node_selector, **pinned}
 
 

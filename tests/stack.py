@@ -408,6 +408,8 @@ class FakeCluster:
     service_list: list = field(default_factory=list)  # of preflight.ServiceView
     # None: a cluster older than the ServiceCIDR API (Kubernetes 1.33)
     ranges: Optional[list[str]] = None
+    # node name -> its kubernetes.io/hostname; None: whichever node is asked for exists
+    nodes: Optional[dict[str, str]] = None
     unreadable: bool = False
 
     def _read(self) -> None:
@@ -433,6 +435,13 @@ class FakeCluster:
     def service_ranges(self) -> Optional[list[str]]:
         self._read()
         return self.ranges
+
+    def node_names(self, label_selector: str = "") -> list[str]:
+        self._read()
+        hostname = label_selector.split("=", 1)[1] if label_selector else None
+        if self.nodes is None:
+            return [hostname] if hostname else []
+        return [name for name, label in self.nodes.items() if hostname in (None, label)]
 
     def object_labels(self, kind: str, namespace: str, name: str) -> Optional[dict[str, str]]:
         self._read()

@@ -747,3 +747,22 @@ def test_a_cluster_ip_outside_the_range_or_taken_and_a_taken_node_port_are_refus
     preview = project.preview()
     assert preview.code != 0
     assert f"registry:clusterIp 10.96.0.50 is outside the cluster's Service range ({SERVICE_CIDR};" in preview.text, preview.text
+
+
+def test_a_storage_node_that_is_not_a_node_of_the_cluster_is_refused_before_anything_is_created(engine):
+    """The pod is pinned by kubernetes.io/hostname: a name the scheduler cannot match would
+    leave it Pending and `up` waiting out its timeout. The message lists the nodes."""
+    project = EngineProject(engine.bin_dir, engine.root / "nowhere", engine.cluster.kubeconfig, stack="nowhere")
+    project.create_stack()
+    first, _ = engine.cluster.node_names
+    Stack(project).configure(
+        serviceCidr=SERVICE_CIDR, namespace="registry-nowhere", nodePort=30511, pullSecretNamespaces=["registry-nowhere"],
+        users=["admin"], discovery=False, storage="node", storageNode="worker-9", sshPrivateKey=engine.factory.private_key,
+        nodes=[{"name": first, "host": "127.0.20.201"}, {"name": "worker-9", "host": "127.0.20.209"}],
+    )
+    up = project.up()
+    assert up.code != 0, up.text
+    assert "registry:storageNode is 'worker-9', and no node of the cluster has the label kubernetes.io/hostname=worker-9" in up.text
+    assert f"(its nodes: {', '.join(sorted(engine.cluster.node_names))})" in up.text
+    assert resources_in_state(project) == []
+    assert engine.api.find("/api/v1/namespaces/registry-nowhere") is None

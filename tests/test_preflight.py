@@ -198,3 +198,17 @@ def test_a_kubeconfig_that_does_not_load_is_a_cluster_that_cannot_be_read(tmp_pa
         KubernetesView.reaching(KubeAccess())
     with pytest.raises(CannotRead, match="kubeconfig"):
         KubernetesView.reaching(KubeAccess(KUBECONFIG, "third"))
+
+
+STORAGE_NODE = {"storage": "node", "storageNode": "worker-1", "sshPrivateKey": "k",
+                "nodes": [{"name": "worker-1", "host": "192.168.56.11"}]}
+
+
+def test_a_storage_node_the_cluster_does_not_have_is_refused_naming_its_nodes():
+    """The pod is pinned by kubernetes.io/hostname; on no node it would stay Pending and up time out."""
+    cluster = FakeCluster(nodes={"cp": "cp", "wrk-1": "wrk-1"})
+    message = refused(run_stack({**BASE, **STORAGE_NODE}, cluster=cluster))
+    assert "registry:storageNode is 'worker-1', and no node of the cluster has the label kubernetes.io/hostname=worker-1" in message
+    assert "(its nodes: cp, wrk-1)" in message
+    cluster = FakeCluster(nodes={"cp": "cp", "worker-1": "worker-1"})
+    assert run_stack({**BASE, **STORAGE_NODE}, cluster=cluster).error is None
