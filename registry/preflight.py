@@ -22,7 +22,7 @@ import base64
 import datetime
 import ipaddress
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Protocol
 
 import pulumi
@@ -83,7 +83,7 @@ class ServiceView:
     name: str
     cluster_ips: tuple[str, ...]
     node_ports: tuple[int, ...]
-    labels: tuple[tuple[str, str], ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,11 @@ MANAGED_BY = ("app.kubernetes.io/managed-by", "pulumi")
 def own_namespace_labels(settings: Settings) -> dict[str, str]:
     """The labels that mark the registry's namespace as this program's."""
     return {**labels(settings), MANAGED_BY[0]: MANAGED_BY[1]}
+
+
+def _ours(found: dict[str, str], settings: Settings) -> bool:
+    """Labels of an object this program made (its namespace, its Service)."""
+    return all(found.get(k) == v for k, v in own_namespace_labels(settings).items())
 
 
 def _someone_elses(found: Optional[dict[str, str]]) -> bool:
@@ -134,9 +139,9 @@ def cluster_problems(settings: Settings, cluster: ClusterView) -> tuple[list[str
 
 def _registry_namespace(settings: Settings, cluster: ClusterView) -> list[str]:
     existing = cluster.namespace_labels(settings.namespace)
-    mine = own_namespace_labels(settings)
-    if existing is None or all(existing.get(k) == v for k, v in mine.items()):
+    if existing is None or _ours(existing, settings):
         return []
+    mine = own_namespace_labels(settings)
     return [
         f"registry:namespace is {settings.namespace!r}, a namespace that already exists and that this program "
         f"did not create (it lacks the labels {', '.join(f'{k}={v}' for k, v in mine.items())}). The program "
@@ -221,9 +226,8 @@ def _service_address(settings: Settings, cluster: ClusterView) -> tuple[list[str
             f"registry:clusterIp {settings.cluster_ip} is outside the cluster's Service range ({', '.join(ranges)}; "
             "kubectl get servicecidr shows it); choose a free address in it, and set registry:serviceCidr to it"
         )
-    mine = own_namespace_labels(settings).items()
     for service in cluster.services():
-        if service.name == SERVICE_NAME and mine <= set(service.labels):
+        if service.name == SERVICE_NAME and _ours(service.labels, settings):
             # Ours, from an earlier up; in another namespace when `namespace`
             # changes, and then deleted before the new one is made.
             continue
@@ -406,7 +410,7 @@ class KubernetesView:
                 name=item.metadata.name,
                 cluster_ips=tuple(item.spec.cluster_i_ps or ([item.spec.cluster_ip] if item.spec.cluster_ip else [])),
                 node_ports=tuple(port.node_port for port in item.spec.ports or [] if port.node_port),
-                labels=tuple((item.metadata.labels or {}).items()),
+                labels=dict(item.metadata.labels or {}),
             )
             for item in found.items
         ]

@@ -153,7 +153,7 @@ def test_a_cluster_ip_or_node_port_taken_by_another_service_is_refused_naming_it
 
 
 def test_the_registrys_own_service_from_an_earlier_up_is_not_a_conflict_even_in_the_namespace_it_leaves():
-    labels = tuple(own_namespace_labels(settings_from(BASE)).items())
+    labels = own_namespace_labels(settings_from(BASE))
     for namespace in ("registry", "registry-old"):
         ours = ServiceView(namespace, "registry", ("10.96.0.50",), (30500,), labels)
         assert run_stack({**BASE, "clusterIp": "10.96.0.50"}, cluster=FakeCluster(service_list=[ours])).error is None
