@@ -31,18 +31,28 @@ MARKER = ".registry-storage"
 
 
 def create_script(path: str) -> str:
-    """Make the folder the registry's; refuse one that holds someone else's files."""
+    """Make the folder the registry's; refuse one that holds someone else's files.
+
+    Runs as root in a folder uid 1000 writes to: nothing here follows a link.
+    The folder and the marker must not be links (uid 1000 can replace the
+    marker with one to /etc/shadow), and chown -h changes a link, never its
+    target, should one appear between the test and the chown.
+    """
     p = shlex.quote(path)
     m = shlex.quote(f"{path}/{MARKER}")
     return (
         "set -eu\n"
-        f"if [ -e {p} ] && [ ! -d {p} ]; then echo \"registry storage: {path} exists and is not a folder; "
-        "choose another registry:storagePath\" >&2; exit 1; fi\n"
+        f"if [ -L {p} ] || {{ [ -e {p} ] && [ ! -d {p} ]; }}; then echo \"registry storage: {path} exists and is "
+        "not a folder; choose another registry:storagePath\" >&2; exit 1; fi\n"
+        f"if [ -L {m} ] || {{ [ -e {m} ] && [ ! -f {m} ]; }}; then echo \"registry storage: {path}/{MARKER} is not "
+        f"a plain file (a link, say); it is not followed. Remove it (rm {path}/{MARKER}) and run again\" >&2; exit 1; fi\n"
         f"if [ -d {p} ] && [ ! -e {m} ] && [ -n \"$(ls -A {p})\" ]; then echo \"registry storage: {path} already "
         "holds files that are not the registry's; choose another registry:storagePath, or empty it\" >&2; exit 1; fi\n"
-        f"mkdir -p {p}\n"
-        f"[ -e {m} ] || : >{m}\n"
-        f"chown {REGISTRY_UID}:{REGISTRY_UID} {p} {m}\n"
+        # A new or empty folder is root's alone while the marker is made, so
+        # that no link can be planted where the marker goes (rm: one planted
+        # before the chown).
+        f"if [ ! -e {m} ]; then mkdir -p {p}; chown -h 0:0 {p}; chmod 700 {p}; rm -f {m}; : >{m}; fi\n"
+        f"chown -h {REGISTRY_UID}:{REGISTRY_UID} {p} {m}\n"
         f"chmod 700 {p}\n"
     )
 
@@ -81,8 +91,12 @@ class NodeStorage(pulumi.ComponentResource):
             create=as_root(create_script(path), node.user),
             # keepData changes the delete in place: the stored delete is the newest.
             delete=as_root(delete_script(path, settings.keep_data), node.user),
-            # Another folder or machine: the old delete runs there, the new create here.
-            triggers=[path, node.host, node.port, node.user],
+            # Another folder or another node: the old delete runs there, the new
+            # create here. How the node is reached (host, port, user) is not a
+            # trigger: with keepData false the replacement's delete would wipe
+            # the images; a changed connection just re-runs create, which is
+            # idempotent (pulumi-command's update runs create).
+            triggers=[path, node.name],
             add_previous_output_in_env=False,
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )

@@ -30,8 +30,10 @@ DEFAULT_IMAGE = "registry:2.8.3"
 RUNTIMES = ("auto", "docker", "containerd", "crio", "k3s")
 STORAGES = ("pvc", "s3", "node")
 DEFAULT_STORAGE_PATH = "/var/lib/registry-data"
-# Folders a storage path must not be, nor lie directly in as the folder itself.
-_SYSTEM_PATHS = frozenset({"/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/opt", "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var", "/var/lib", "/var/log", "/var/run", "/mnt", "/media"})
+# Where a storage path may lie: below one of these, never a system folder
+# (an allowlist, since the folder is handed to uid 1000 and a denylist never
+# ends: /etc/kubernetes/manifests, /usr/local/bin, /root/.ssh, /boot/efi...).
+STORAGE_PREFIXES = ("/var/lib/", "/srv/", "/data/", "/mnt/")
 _PATH = re.compile(r"^(/[A-Za-z0-9._+-]+)+$")
 MAX_REPLICAS = 20
 
@@ -740,8 +742,10 @@ class _Parser:
             self._bad("storageNode", repr(raw_node) if raw_node else "(unset)",
                       f"must name the node entry (registry:nodes[].name, and the node's Kubernetes name) that keeps the data; entries: {names or 'none'}")
         path = raw_path or DEFAULT_STORAGE_PATH
-        if not _PATH.match(path) or path.rstrip("/") in _SYSTEM_PATHS or "/../" in path + "/" or "/./" in path + "/":
-            self._bad("storagePath", repr(path), "must be an absolute folder of its own such as /var/lib/registry-data (letters, digits, . _ + -; not a system folder)")
+        if (not _PATH.match(path) or "/../" in path + "/" or "/./" in path + "/"
+                or not any(path.startswith(prefix) for prefix in STORAGE_PREFIXES)):
+            self._bad("storagePath", repr(path), "must be an absolute folder of its own such as /var/lib/registry-data "
+                      f"(letters, digits, . _ + -; not a system folder: below {', '.join(STORAGE_PREFIXES)})")
         keep = self.boolean("keepData", True)
         return node, path, keep
 

@@ -1,7 +1,7 @@
 """Simulated cluster nodes, reached over real OpenSSH.
 
-A node is a mount namespace in which /etc, /usr/local and /var/lib are
-copy-on-write overlays of this machine's, /run a tmpfs of its own, with its own
+A node is a mount namespace in which every top-level folder (/etc, /usr, /var,
+/srv, /root, ...) is a copy-on-write overlay of this machine's, /run a tmpfs of its own, with its own
 sshd listening on its own loopback address. Scripts arrive over SSH exactly as pulumi-command would
 send them and change only the node's copies. The test reads the node's files
 through /proc/<sshd pid>/root and runs other commands there with nsenter.
@@ -26,7 +26,23 @@ from typing import Optional
 
 import pytest
 
-OVERLAID = ("/etc", "/usr/local", "/var/lib")
+# Every top-level folder of this machine but the kernel's, /run (a tmpfs of the
+# node's own) and /tmp (where the nodes' own files live) is a copy-on-write
+# overlay in a node: whatever a node's script or a test writes, anywhere, stays
+# in the node (tests/test_nodes.py writes to /srv, /opt, /root and /home).
+NOT_OVERLAID = {"proc", "sys", "dev", "run", "tmp", "lost+found"}
+
+
+def _overlaid() -> tuple[str, ...]:
+    mounts = {line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()}
+    return tuple(
+        f"/{entry.name}" for entry in sorted(Path("/").iterdir(), key=lambda e: e.name)
+        if entry.is_dir() and not entry.is_symlink() and entry.name not in NOT_OVERLAID
+        and f"/{entry.name}" not in mounts  # another file system: a mount of its own, left as it is
+    )
+
+
+OVERLAID = _overlaid()
 SNAPSHOT_ROOTS = ("/etc", "/usr/local")
 SSH_PORT = 2222
 NEEDED = {

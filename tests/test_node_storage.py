@@ -101,6 +101,37 @@ def test_a_folder_holding_someone_elses_files_is_refused_and_never_removed(nodes
     assert diff(before, node.snapshot(extra=EXTRA)) == []
 
 
+@pytest.mark.parametrize("planted", ["marker", "folder"])
+def test_a_link_planted_by_the_registry_user_is_never_followed_and_shadow_stays_roots(nodes, planted):
+    # uid 1000 owns the folder (the registry's container, or the node's user
+    # 1000) and can replace the marker with a link; the next up runs as root.
+    node = nodes.start()
+    command = folder_command(run_stack(config(node)))
+    ok(node.ssh(command["create"]))
+    shadow = os.stat(node.path("/etc/shadow"))
+    if planted == "marker":
+        node.sh(f"rm {STORAGE}/.registry-storage && ln -s /etc/shadow {STORAGE}/.registry-storage")
+    else:
+        node.sh(f"rm -rf {STORAGE} && ln -s /etc {STORAGE}")
+    result = node.ssh(command["create"])
+    assert result.returncode != 0 and "not" in result.stderr, result.stderr
+    after = os.stat(node.path("/etc/shadow"))
+    assert (after.st_uid, after.st_gid, after.st_mode) == (shadow.st_uid, shadow.st_gid, shadow.st_mode)
+    assert os.stat(node.path("/etc")).st_uid == 0
+
+
+def test_a_changed_ssh_user_host_or_port_is_no_replacement_so_no_delete_runs():
+    # pulumi-command replaces on a trigger change, delete first here: with
+    # keepData false the old delete would remove the images.
+    base = {"storage": "node", "storageNode": "cp", "sshPrivateKey": "k", "keepData": False}
+    before = folder_command(run_stack({**base, "nodes": [{"name": "cp", "host": "192.168.56.10"}]}))
+    for entry in ({"host": "192.168.56.99"}, {"host": "192.168.56.10", "port": 2222}, {"host": "192.168.56.10", "user": "deploy"}):
+        after = folder_command(run_stack({**base, "nodes": [{"name": "cp", **entry}]}))
+        assert after["triggers"] == before["triggers"], entry
+    moved = folder_command(run_stack({**base, "storagePath": "/srv/registry", "nodes": [{"name": "cp", "host": "192.168.56.10"}]}))
+    assert moved["triggers"] != before["triggers"], "another folder is a replacement: the old one is deleted"
+
+
 def test_a_non_root_user_prepares_it_through_sudo(nodes):
     node = nodes.start(ADD_DEPLOY + "echo 'deploy ALL=(root) NOPASSWD: /bin/sh' > /etc/sudoers.d/deploy\n")
     command = folder_command(run_stack(config(node, entry={"user": "deploy"})))

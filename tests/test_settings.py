@@ -107,6 +107,13 @@ def test_node_defaults_come_from_ssh_user():
         ({"storage": "node", "storageNode": "w1", "sshPrivateKey": "k", "nodes": NODE_LIST}, "storageNode", "'w1'", "entries: ['cp']"),
         ({"storage": "node", "storageNode": "cp", "storagePath": "/etc", "sshPrivateKey": "k", "nodes": NODE_LIST}, "storagePath", "'/etc'", "not a system folder"),
         ({"storage": "node", "storageNode": "cp", "storagePath": "data", "sshPrivateKey": "k", "nodes": NODE_LIST}, "storagePath", "'data'", "absolute folder"),
+        ({"storage": "node", "storageNode": "cp", "storagePath": "/usr/local/bin", "sshPrivateKey": "k", "nodes": NODE_LIST}, "storagePath", "'/usr/local/bin'", "not a system folder"),
+        ({"storage": "node", "storageNode": "cp", "storagePath": "/etc/kubernetes/manifests", "sshPrivateKey": "k", "nodes": NODE_LIST}, "storagePath", "'/etc/kubernetes/manifests'", "not a system folder"),
+        ({"storage": "node", "storageNode": "cp", "storagePath": "/var/spool/cron/crontabs", "sshPrivateKey": "k", "nodes": NODE_LIST}, "storagePath", "'/var/spool/cron/crontabs'", "not a system folder"),
+        ({"storage": "node", "storageNode": "cp", "storagePath": "/root/.ssh", "sshPrivateKey": "k", "nodes": NODE_LIST}, "storagePath", "'/root/.ssh'", "not a system folder"),
+        ({"storage": "node", "storageNode": "cp", "storagePath": "/boot/efi", "sshPrivateKey": "k", "nodes": NODE_LIST}, "storagePath", "'/boot/efi'", "not a system folder"),
+        ({"storage": "node", "storageNode": "cp", "storagePath": "/var/lib", "sshPrivateKey": "k", "nodes": NODE_LIST}, "storagePath", "'/var/lib'", "not a system folder"),
+        ({"storage": "node", "storageNode": "cp", "storagePath": "/srv", "sshPrivateKey": "k", "nodes": NODE_LIST}, "storagePath", "'/srv'", "not a system folder"),
         ({"storage": "node", "storageNode": "cp", "replicas": "2", "sshPrivateKey": "k", "nodes": NODE_LIST}, "replicas", "2", "folder on one node"),
         ({"keepData": "true"}, "keepData", "true", "destroy deletes with the namespace"),
         ({"resources": {"requests": {"cpu": "lots"}}}, "resources.requests.cpu", '"lots"', "Kubernetes quantity"),
@@ -266,3 +273,9 @@ def test_ssh_as_operators_have_it_agent_bastion_passphrase_host_keys():
     assert "registry:sshAgent is true, but SSH_AUTH_SOCK is not set" in str(caught.value)
     assert "or set registry:sshAgent true" in refusal({"nodes": nodes}, key=None)
     assert "registry:sshKeyPassphrase is set without registry:sshPrivateKey" in refusal({"sshKeyPassphrase": "x"}, key=None)
+
+
+@pytest.mark.parametrize("path", ["/var/lib/registry-data", "/srv/registry", "/data/registry", "/mnt/disk1/registry"])
+def test_storage_path_below_a_data_prefix_is_accepted(path):
+    settings = settings_from({"storage": "node", "storageNode": "cp", "storagePath": path, "sshPrivateKey": "k", "nodes": NODE_LIST})
+    assert settings.storage_path == path
