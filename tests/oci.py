@@ -73,3 +73,55 @@ def read_image(root: Path) -> tuple[list[str], list[str]]:
             data = gzip.decompress(data)
         layers.append(f"sha256:{hashlib.sha256(data).hexdigest()}")
     return config["rootfs"]["diff_ids"], layers
+
+
+INDEX = "application/vnd.oci.image.index.v1+json"
+IN_TOTO = "application/vnd.in-toto+json"
+
+
+def _image_manifest(root: Path, architecture: str, os_: str = "linux", layer_bytes: int = 1024) -> dict:
+    tar = _layer("app.bin", os.urandom(layer_bytes))
+    layer = {"mediaType": LAYER, **_blob(root, tar)}
+    config = {"architecture": architecture, "os": os_, "rootfs": {"type": "layers",
+              "diff_ids": [f"sha256:{hashlib.sha256(tar).hexdigest()}"]}}
+    manifest = {"schemaVersion": 2, "mediaType": MANIFEST,
+                "config": {"mediaType": CONFIG, **_blob(root, json.dumps(config).encode())}, "layers": [layer]}
+    return {"mediaType": MANIFEST, **_blob(root, json.dumps(manifest).encode())}
+
+
+def write_index(root: Path, tag: str, kind: str) -> dict[str, list[str]]:
+    """An OCI index as users push them, in a layout for `skopeo copy --all oci:DIR:TAG`:
+    kind "multi-arch" holds linux/amd64 and linux/arm64 images; kind "buildx" is what
+    `docker buildx build --push` makes for one platform, the image plus its provenance
+    attestation (a manifest for unknown/unknown that refers to the image by digest).
+    Returns {"index": [digest], "children": [digests], "blobs": [every config and layer]}."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
+    children = []
+    if kind == "multi-arch":
+        for arch in ("amd64", "arm64"):
+            children.append({**_image_manifest(root, arch), "platform": {"architecture": arch, "os": "linux"}})
+    elif kind == "buildx":
+        image = {**_image_manifest(root, ARCH), "platform": {"architecture": ARCH, "os": "linux"}}
+        statement = json.dumps({"_type": "https://in-toto.io/Statement/v0.1",
+                                "predicateType": "https://slsa.dev/provenance/v0.2", "subject": []}).encode()
+        layer = {"mediaType": IN_TOTO, **_blob(root, statement),
+                 "annotations": {"in-toto.io/predicate-type": "https://slsa.dev/provenance/v0.2"}}
+        config = {"architecture": "unknown", "os": "unknown", "rootfs": {"type": "layers", "diff_ids": [layer["digest"]]}}
+        attestation = {"schemaVersion": 2, "mediaType": MANIFEST,
+                       "config": {"mediaType": CONFIG, **_blob(root, json.dumps(config).encode())}, "layers": [layer]}
+        children = [image, {"mediaType": MANIFEST, **_blob(root, json.dumps(attestation).encode()),
+                            "platform": {"architecture": "unknown", "os": "unknown"},
+                            "annotations": {"vnd.docker.reference.digest": image["digest"],
+                                            "vnd.docker.reference.type": "attestation-manifest"}}]
+    else:
+        raise ValueError(kind)
+    index = {"schemaVersion": 2, "mediaType": INDEX, "manifests": children}
+    index_desc = {"mediaType": INDEX, **_blob(root, json.dumps(index).encode()),
+                  "annotations": {"org.opencontainers.image.ref.name": tag}}
+    (root / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [index_desc]}))
+    blobs = []
+    for child in children:
+        manifest = json.loads((root / "blobs" / "sha256" / child["digest"].split(":", 1)[1]).read_bytes())
+        blobs += [manifest["config"]["digest"], *(layer["digest"] for layer in manifest["layers"])]
+    return {"index": [index_desc["digest"]], "children": [c["digest"] for c in children], "blobs": blobs}

@@ -1,10 +1,12 @@
 """Start the real distribution registry exactly as the program's Deployment configures it.
 
-Debian's `docker-registry` is the distribution registry. It is started with the
-registry image's own built-in config.yml, the Deployment's env, and the files
-of the Secrets and volumes the pod mounts, re-rooted under a temporary folder.
-It listens where the Service would receive traffic: clusterIP:port. Nothing
-here types a registry setting by hand: when the Deployment changes, this follows.
+The binary is distribution at the version the default image runs (registry:3.1.1),
+built from the Go module proxy by tests/build_registry.sh (.ci/run builds it). It is
+started with the registry image's own built-in config.yml and environment, the
+Deployment's env, and the files of the Secrets and volumes the pod mounts, re-rooted
+under a temporary folder. It listens where the Service would receive traffic:
+clusterIP:port. Nothing here types a registry setting by hand: when the Deployment
+changes, this follows.
 """
 
 from __future__ import annotations
@@ -22,30 +24,54 @@ from typing import Optional
 
 from tests.stack import StackRun
 
-# /etc/docker/registry/config.yml as shipped in the registry:2 image (the
-# Deployment does not replace it; its env overrides parts of it). Debian's
-# package ships a different one, with auth switched on, so it is not used.
+HERE = Path(__file__).resolve().parent
+# /etc/distribution/config.yml as the registry:3 image ships it
+# (distribution-library-image's config-example.yml, which its Dockerfile copies
+# there and names in CMD); the Deployment does not replace it, its env overrides
+# parts of it.
 IMAGE_CONFIG = """\
 version: 0.1
 log:
+  level: debug
   fields:
     service: registry
+    environment: development
 storage:
-  cache:
-    blobdescriptor: inmemory
-  filesystem:
-    rootdirectory: /var/lib/registry
+    delete:
+      enabled: true
+    cache:
+        blobdescriptor: inmemory
+    filesystem:
+        rootdirectory: /var/lib/registry
+    tag:
+      concurrencylimit: 5
 http:
-  addr: :5000
-  headers:
-    X-Content-Type-Options: [nosniff]
+    addr: :5000
+    debug:
+        addr: :5001
+        prometheus:
+            enabled: true
+            path: /metrics
 health:
   storagedriver:
     enabled: true
     interval: 10s
     threshold: 3
 """
-IMAGE_CONFIG_PATH = "/etc/docker/registry/config.yml"
+IMAGE_CONFIG_PATH = "/etc/distribution/config.yml"
+# The image's own ENV (its Dockerfile).
+IMAGE_ENV = {"OTEL_TRACES_EXPORTER": "none"}
+
+
+def registry_binary() -> str:
+    """The distribution binary the default image runs, as tests/build_registry.sh built it."""
+    return subprocess.run(["bash", str(HERE / "build_registry.sh"), "--path"], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+# For require_tools: the binary's path, and how to get it.
+REGISTRY_BINARY = registry_binary()
+REGISTRY_TOOL = {REGISTRY_BINARY: "bash tests/build_registry.sh"}
 
 
 @dataclass
@@ -88,11 +114,11 @@ class Registry:
 
     def __init__(
         self, source: PodSource, root: Path, address: Optional[str] = None, port: Optional[int] = None,
-        binary: str = "docker-registry", pod: Optional[dict] = None, name: str = "registry",
+        binary: str = REGISTRY_BINARY, pod: Optional[dict] = None, name: str = "registry",
     ):
         """`address` and `port`: where to listen instead of the Service's clusterIP and port (a
         replica's own address, a node's address and the node port); `binary`: another build of
-        the distribution registry (3.x, say); `pod`: another pod spec than the Deployment's (a
+        the distribution registry (Debian's 2.8, say); `pod`: another pod spec than the Deployment's (a
         CronJob's), on the same volumes under `root`; `name`: its log's and bin folder's name."""
         self.root = root
         self.binary = binary
@@ -125,7 +151,7 @@ class Registry:
         listen = env.get("REGISTRY_HTTP_ADDR", ":5000")
         assert listen.rsplit(":", 1)[1] == str(container_port), "the registry listens where the Service sends traffic"
         env["REGISTRY_HTTP_ADDR"] = f"{self.host}:{self.port}"
-        if "REGISTRY_HTTP_DEBUG_ADDR" in env:  # the metrics port, on this replica's own address
+        if env.get("REGISTRY_HTTP_DEBUG_ADDR"):  # the metrics port, on this replica's own address
             self.metrics_port = int(env["REGISTRY_HTTP_DEBUG_ADDR"].rsplit(":", 1)[1])
             env["REGISTRY_HTTP_DEBUG_ADDR"] = f"{self.host}:{self.metrics_port}"
         mounts = [m["mountPath"] for m in self.container["volumeMounts"]] + [IMAGE_CONFIG_PATH]
@@ -157,20 +183,31 @@ class Registry:
         extra_env: Optional[dict[str, str]] = None,
         without: tuple[str, ...] = (),
         files: Optional[dict[str, str]] = None,
+        wait: bool = True,
     ) -> "Registry":
-        """Start it; `without` drops env keys by prefix, `files` replaces mounted files by pod path."""
+        """Start it; `without` drops env keys by prefix, `files` replaces mounted files by pod path;
+        `wait`: until it answers (a command that may end first does not)."""
         self.materialise()
         for pod_path, content in (files or {}).items():
             self.path(pod_path).write_text(content)
-        env = {k: v for k, v in self.env.items() if not (without and k.startswith(without))}
+        env = {**IMAGE_ENV, **{k: v for k, v in self.env.items() if not (without and k.startswith(without))}}
         env.update(extra_env or {})
+        self.started_env = env
         self.log = open(self.root / f"{self.log_name}.log", "ab")
         self.process = subprocess.Popen(
             self.argv(), env={"PATH": f"{self.bin_dir()}:{os.environ['PATH']}", **env},
             stdout=self.log, stderr=subprocess.STDOUT,
         )
-        self.wait_ready(tls="REGISTRY_HTTP_TLS_CERTIFICATE" in env)
+        if wait:
+            self.wait_ready(tls="REGISTRY_HTTP_TLS_CERTIFICATE" in env)
         return self
+
+    def run(self, *args: str) -> subprocess.CompletedProcess:
+        """`registry ARGS <config>` with this pod's env and files, as `kubectl exec` into it runs it."""
+        return subprocess.run(
+            [self.binary, *args, str(self.path(IMAGE_CONFIG_PATH))], env={"PATH": os.environ["PATH"], **self.started_env},
+            capture_output=True, text=True, timeout=300,
+        )
 
     def argv(self) -> list[str]:
         """The container's command (with pod paths re-rooted), or the image's `registry serve`."""

@@ -16,11 +16,11 @@ import pytest
 
 from tests.nodes import NEEDED, diff, make_factory, require_tools
 from tests.oci import read_image, write_image
-from tests.registry_server import PodSource, Registry
+from tests.registry_server import REGISTRY_TOOL, PodSource, Registry
 from tests.stack import run_stack
 from tests.trust import WITH_CONFIG_PATH
 
-E2E_TOOLS = {**NEEDED, "docker-registry": "docker-registry", "skopeo": "skopeo", "containerd": "containerd", "ctr": "containerd"}
+E2E_TOOLS = {**NEEDED, **REGISTRY_TOOL, "skopeo": "skopeo", "containerd": "containerd", "ctr": "containerd"}
 CLUSTER_IP = "127.0.10.1"
 IMAGE = "e2e/hello:v1"
 

@@ -40,7 +40,7 @@ from tests.engine.program import MATERIAL
 from tests.engine.project import EngineProject
 from tests.nodes import NEEDED, Node, NodeFactory, diff, make_factory, require_tools
 from tests.oci import write_image
-from tests.registry_server import PodSource, Registry
+from tests.registry_server import REGISTRY_TOOL, PodSource, Registry
 from tests.stack import ROOT, ProviderState, StackRun, run_stack
 from tests.test_program import KNOBS, MIRROR_AUTH
 
@@ -51,7 +51,7 @@ CLUSTER_IP = "127.0.10.50"
 NAMESPACE = "registry"
 PULL_NAMESPACES = ["default", NAMESPACE]
 IMAGE = "engine/hello:v1"
-TOOLS = {**NEEDED, "docker-registry": "docker-registry", "skopeo": "skopeo"}
+TOOLS = {**NEEDED, **REGISTRY_TOOL, "skopeo": "skopeo"}
 
 CUSTOM_RESOURCES = {
     "registry-namespace", "registry-tls", "registry-auth", "registry-data", "registry-deployment",
@@ -766,3 +766,4 @@ def test_a_storage_node_that_is_not_a_node_of_the_cluster_is_refused_before_anyt
     assert f"(its nodes: {', '.join(sorted(engine.cluster.node_names))})" in up.text
     assert resources_in_state(project) == []
     assert engine.api.find("/api/v1/namespaces/registry-nowhere") is None
+

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import os
 import signal
 import socket
 import ssl
@@ -25,12 +26,12 @@ from pathlib import Path
 import pytest
 
 from tests.nodes import require_tools
-from tests.oci import read_image, write_image
-from tests.registry_server import PodSource, Registry
+from tests.oci import INDEX, read_image, write_image, write_index
+from tests.registry_server import REGISTRY_BINARY, REGISTRY_TOOL, PodSource, Registry
 from tests.stack import run_stack
 
 CLUSTER_IP = "127.0.10.1"
-TOOLS = {"docker-registry": "docker-registry", "skopeo": "skopeo"}
+TOOLS = {**REGISTRY_TOOL, "skopeo": "skopeo"}
 MANIFEST_TYPES = ", ".join([
     "application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json",
 ])
@@ -78,8 +79,10 @@ def data(world) -> Path:
 
 
 def mode(world) -> str:
+    """The mode's first word (rw, ro, switching, starting, stopped); "ro" is followed by a token."""
     path = data(world) / ".maintenance" / "mode"
-    return path.read_text().strip() if path.exists() else ""
+    words = path.read_text().split() if path.exists() else []
+    return words[0] if words else ""
 
 
 def wait_for_mode(world, wanted: str, seconds: float = 30) -> None:
@@ -119,20 +122,20 @@ def blob_path(world, digest: str) -> Path:
     return data(world) / "docker/registry/v2/blobs/sha256" / hex_[:2] / hex_ / "data"
 
 
-def job(world, name: str, gc_hook: bool = True) -> Registry:
+def job(world, name: str, gc_hook: bool = True, binary: str = REGISTRY_BINARY, port: int = 0) -> Registry:
     """The CronJob's pod: its exact container (command, env, mounts) on the registry's volume."""
     hook = world["root"] / f"{name}-registry"
     if gc_hook:
         hook.write_text(
             "#!/bin/sh\n"
-            '[ "$1" = garbage-collect ] || exec docker-registry "$@"\n'
+            f'[ "$1" = garbage-collect ] || exec {binary} "$@"\n'
             f"touch {world['root']}/{name}-collecting\n"
             f"while [ ! -e {world['root']}/{name}-go ]; do sleep 0.1; done\n"
-            'exec docker-registry "$@"\n'
+            f'exec {binary} "$@"\n'
         )
         hook.chmod(0o755)
-    return Registry(world["source"], world["root"], address="127.0.0.1", port=world["job_port"],
-                    pod=world["job_pod"], name=name)
+    return Registry(world["source"], world["root"], address="127.0.0.1", port=port or world["job_port"],
+                    pod=world["job_pod"], name=name, binary=binary)
 
 
 def test_collection_deletes_an_untagged_image_refuses_pushes_meanwhile_and_keeps_pulls(world):
@@ -208,6 +211,287 @@ def test_a_collection_stopped_midway_hands_the_registry_back_read_write(world):
     write_image(root / "image-d", "v1")
     result = push(world, root / "image-d", f"{CLUSTER_IP}:5000/gc/d:1")
     assert result.returncode == 0, result.stderr
+
+
+ALL_TYPES = f"{MANIFEST_TYPES}, {INDEX}, application/vnd.docker.distribution.manifest.list.v2+json"
+FAST_JOB = {**FAST, "REGISTRY_GC_RENEW_SECONDS": "1"}
+
+
+def run_job(world, name: str, **kwargs) -> tuple[int, str]:
+    """A whole collection, unpaused: its exit status and its log."""
+    collector = job(world, name, gc_hook=False, **kwargs)
+    collector.start(extra_env=FAST_JOB, wait=False)
+    try:
+        status = collector.process.wait(120)
+    finally:
+        collector.stop()
+    return status, (world["root"] / f"{name}.log").read_text()
+
+
+def served(world, repository: str, digest: str) -> bool:
+    response, _ = api(world, "HEAD", f"/v2/{repository}/manifests/{digest}", {"Accept": ALL_TYPES})
+    return response.status == 200
+
+
+@pytest.mark.parametrize("kind", ["multi-arch", "buildx"])
+def test_collection_keeps_every_platform_and_the_attestation_of_a_tagged_index(world, kind):
+    # distribution 2.8's --delete-untagged deletes an index's untagged children
+    # and their blobs (distribution#3178): the registry:2 default lost these.
+    root = world["root"]
+    layout = root / f"index-{kind}"
+    parts = write_index(layout, "v1", kind)
+    repository = f"gc/{kind}"
+    pushed = skopeo(world, "copy", "--all", "--dest-authfile", str(world["authfile"]), "--dest-cert-dir",
+                    str(world["certs"]), f"oci:{layout}:v1", f"docker://{CLUSTER_IP}:5000/{repository}:v1")
+    assert pushed.returncode == 0, pushed.stderr
+    # As the registry holds them (skopeo compresses the layers on the way).
+    response, body = api(world, "GET", f"/v2/{repository}/manifests/v1", {"Accept": ALL_TYPES})
+    index = json.loads(body)
+    children = [m["digest"] for m in index["manifests"]]
+    assert len(children) == len(parts["children"]) == 2
+    blobs = []
+    for child in children:
+        _, body = api(world, "GET", f"/v2/{repository}/manifests/{child}", {"Accept": ALL_TYPES})
+        manifest = json.loads(body)
+        blobs += [manifest["config"]["digest"], *(layer["digest"] for layer in manifest["layers"])]
+    assert all(blob_path(world, d).exists() for d in blobs)
+
+    status, log = run_job(world, f"keep-{kind}")
+    assert status == 0, log[-3000:]
+    assert "collecting" in log
+    for digest in [response.getheader("Docker-Content-Digest"), *children]:
+        assert served(world, repository, digest), f"{digest} of the tagged {kind} index was collected"
+    assert all(blob_path(world, d).exists() for d in blobs), "a blob of the tagged index was collected"
+    pulled = skopeo(world, "copy", "--all", "--src-authfile", str(world["authfile"]), "--src-cert-dir", str(world["certs"]),
+                    f"docker://{CLUSTER_IP}:5000/{repository}:v1", f"oci:{root / f'pulled-{kind}'}:v1")
+    assert pulled.returncode == 0, pulled.stderr
+
+
+def test_a_distribution_2_image_collects_nothing_and_says_why(world):
+    require_tools({"docker-registry": "docker-registry"})
+    write_image(world["root"] / "image-kept", "v1")
+    status, log = run_job(world, "two", binary="docker-registry")
+    assert status != 0 and "distribution 2" in log and "nothing collected" in log, log[-2000:]
+    assert mode(world) == "rw" and not (data(world) / ".maintenance" / "collecting").exists()
+
+
+def test_a_second_collection_beside_a_running_one_leaves_it_and_the_registry_stays_read_only(world):
+    # `kubectl create job --from=cronjob/registry-gc` beside the scheduled one:
+    # before, the first to finish turned the registry read-write under the other.
+    root = world["root"]
+    first = job(world, "first")
+    first.start(extra_env=FAST_JOB)
+    try:
+        wait_for_mode(world, "ro")
+        status, log = run_job(world, "second", port=free_port())
+        assert status == 0 and "another collection is running" in log, log[-2000:]
+        assert mode(world) == "ro" and (data(world) / ".maintenance" / "collecting").exists()
+        write_image(root / "image-during", "v1")
+        refused = push(world, root / "image-during", f"{CLUSTER_IP}:5000/gc/during:1")
+        assert refused.returncode != 0 and "405" in refused.stderr, refused.stderr
+        (root / "first-go").touch()
+        assert first.process.wait(60) == 0, (root / "first.log").read_text()[-3000:]
+    finally:
+        (root / "first-go").touch()
+        first.stop()
+    wait_for_mode(world, "rw")
+
+
+def test_a_flag_left_by_a_killed_job_is_taken_over_by_the_next_one(world):
+    root = world["root"]
+    dead = job(world, "dead")
+    dead.start(extra_env=FAST_JOB)
+    try:
+        wait_for_mode(world, "ro")
+        subprocess.run(["pkill", "-KILL", "-P", str(dead.process.pid)], check=False)
+        dead.process.kill()
+        dead.process.wait(10)
+    finally:
+        (root / "dead-go").touch()
+        dead.stop()
+    assert (data(world) / ".maintenance" / "collecting").exists(), "SIGKILL leaves the flag"
+    status, log = run_job(world, "next", port=free_port())
+    assert status == 0 and "taking over" in log, log[-3000:]
+    wait_for_mode(world, "rw")
+
+
+def test_a_collection_stops_without_deleting_once_the_registry_leaves_read_only(world):
+    # The registry's pod stops mid-collection (gcSchedule turned off, a node
+    # drain): it says so, and the sweep is killed before any pod could serve a push.
+    root = world["root"]
+    write_image(root / "image-e", "v1", layers=2)
+    assert push(world, root / "image-e", f"{CLUSTER_IP}:5000/gc/e:1").returncode == 0
+    response, body = api(world, "GET", "/v2/gc/e/manifests/1", {"Accept": MANIFEST_TYPES})
+    manifest = json.loads(body)
+    e_blobs = [manifest["config"]["digest"], *(layer["digest"] for layer in manifest["layers"])]
+    api(world, "DELETE", f"/v2/gc/e/manifests/{response.getheader('Docker-Content-Digest')}")
+    collector = job(world, "interrupted")
+    collector.start(extra_env=FAST_JOB)
+    registry = world["registry"]
+    try:
+        wait_for_mode(world, "ro")
+        deadline = time.monotonic() + 30
+        while not (root / "interrupted-collecting").exists():
+            assert time.monotonic() < deadline, "the job never started collecting"
+            time.sleep(0.1)
+        registry.stop()
+        assert mode(world) == "stopped"
+        deadline = time.monotonic() + 10
+        while "collection stopped" not in (root / "interrupted.log").read_text():
+            assert time.monotonic() < deadline, (root / "interrupted.log").read_text()[-3000:]
+            time.sleep(0.1)
+        registry.start(extra_env=FAST)  # the pod that follows; the job hands back to it
+        assert collector.process.wait(60) != 0
+    finally:
+        (root / "interrupted-go").touch()
+        collector.stop()
+        if registry.process.poll() is not None:
+            registry.start(extra_env=FAST)
+    log = (root / "interrupted.log").read_text()
+    assert "left read-only" in log, log[-3000:]
+    assert all(blob_path(world, d).exists() for d in e_blobs), "nothing was deleted"
+    wait_for_mode(world, "rw")
+
+
+def test_a_job_stopped_mid_sweep_stops_the_sweep_at_once_and_hands_back(world):
+    # The sweep runs beside the script, so SIGTERM (the CronJob deleted when
+    # gcSchedule is turned off, a drain) is not held until it finishes.
+    root = world["root"]
+    collector = job(world, "termed")
+    collector.start(extra_env=FAST_JOB)
+    try:
+        deadline = time.monotonic() + 30
+        while not (root / "termed-collecting").exists():
+            assert time.monotonic() < deadline, "the job never started collecting"
+            time.sleep(0.1)
+        stopped = time.monotonic()
+        collector.process.send_signal(signal.SIGTERM)
+        assert collector.process.wait(60) != 0
+        assert "collection stopped before it finished" in (root / "termed.log").read_text()
+        assert time.monotonic() - stopped < 15, "the stop waited for the sweep"
+    finally:
+        (root / "termed-go").touch()
+        collector.stop()
+    assert mode(world) == "rw"
+
+
+def test_a_flag_whose_time_is_off_counts_by_the_registrys_own_clock(world):
+    # A volume server whose clock runs an hour ahead (NFS): the flag looks fresh
+    # for an hour by its time, but nobody renews it, so it goes stale by ours.
+    registry = world["registry"]
+    registry.stop()
+    flag = data(world) / ".maintenance" / "collecting"
+    try:
+        registry.start(extra_env={**FAST, "REGISTRY_GC_STALE_SECONDS": "4"})
+        wait_for_mode(world, "rw")
+        flag.touch()
+        future = time.time() + 3600
+        os.utime(flag, (future, future))
+        wait_for_mode(world, "ro")
+        wait_for_mode(world, "rw", seconds=20)
+    finally:
+        flag.unlink(missing_ok=True)
+        registry.stop()
+        registry.start(extra_env=FAST)
+    wait_for_mode(world, "rw")
+
+
+def test_a_read_only_mode_left_by_an_earlier_pod_is_no_handshake(world):
+    # The mode says "ro" from a pod that died; the job collects only once the
+    # registry answers its own flag's token.
+    root = world["root"]
+    registry = world["registry"]
+    registry.stop()
+    (data(world) / ".maintenance" / "mode").write_text("ro 1\n")
+    collector = job(world, "leftover")
+    collector.start(extra_env=FAST_JOB)
+    try:
+        time.sleep(4)
+        assert not (root / "leftover-collecting").exists(), "it collected on a mode nobody wrote for it"
+        registry.start(extra_env=FAST)
+        deadline = time.monotonic() + 30
+        while not (root / "leftover-collecting").exists():
+            assert time.monotonic() < deadline, "the job never collected once the registry answered"
+            time.sleep(0.1)
+        (root / "leftover-go").touch()
+        assert collector.process.wait(60) == 0, (root / "leftover.log").read_text()[-3000:]
+    finally:
+        (root / "leftover-go").touch()
+        collector.stop()
+        if registry.process.poll() is not None:
+            registry.start(extra_env=FAST)
+    wait_for_mode(world, "rw")
+
+
+def test_ready_means_the_registry_serves_read_write_on_its_port(world):
+    from registry import maintenance
+    from registry.workload import CONTAINER_PORT, DATA_DIR
+
+    probe = world["source"].deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
+    assert probe["exec"]["command"][-1] == maintenance.readiness_command(DATA_DIR, CONTAINER_PORT)
+    command = maintenance.readiness_command(str(data(world)), CONTAINER_PORT)
+
+    def ready() -> bool:
+        return subprocess.run(["sh", "-c", command]).returncode == 0
+
+    registry = world["registry"]
+    assert ready()
+    registry.stop()
+    try:
+        assert mode(world) == "stopped" and not ready()
+        # A mode left by an earlier pod says rw, and nothing listens: not Ready.
+        (data(world) / ".maintenance" / "mode").write_text("rw\n")
+        assert not ready()
+    finally:
+        registry.start(extra_env=FAST)
+    wait_for_mode(world, "rw")
+    assert ready()
+
+
+def test_a_full_volume_is_collected_and_pushes_work_again(world, tmp_path):
+    # Collection exists for a full disk: the handshake writes in place and
+    # needs no free block.
+    source = world["source"]
+    world["registry"].stop()  # this one takes the Service's address
+    registry = Registry(source, tmp_path)
+    volume = registry.path("/var/lib/registry")
+    volume.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(volume)], check=True)
+    try:
+        registry.start(extra_env=FAST)
+        target = f"{CLUSTER_IP}:5000"
+        auth = tmp_path / "auth.json"
+        token = base64.b64encode(f"admin:{world['password']}".encode()).decode()
+        auth.write_text(json.dumps({"auths": {target: {"auth": token}}}))
+
+        def push_to(name: str):
+            return skopeo(world, "copy", "--dest-authfile", str(auth), "--dest-cert-dir", str(world["certs"]),
+                          f"oci:{tmp_path / name}:v1", f"docker://{target}/full/{name}:1")
+
+        write_image(tmp_path / "big", "v1", layers=2, layer_bytes=2 * 1024 * 1024)
+        assert push_to("big").returncode == 0
+        write_image(tmp_path / "more", "v1", layers=2, layer_bytes=2 * 1024 * 1024)
+        assert push_to("more").returncode != 0, "the volume is full"
+        context = ssl.create_default_context(cadata=registry.ca_pem)
+        for method, path in (("GET", "/v2/full/big/manifests/1"), ("DELETE", None)):
+            connection = http.client.HTTPSConnection(CLUSTER_IP, 5000, context=context, timeout=10)
+            headers = {"Authorization": f"Basic {token}", "Accept": MANIFEST_TYPES}
+            connection.request(method, path or f"/v2/full/big/manifests/{digest}", headers=headers)
+            response = connection.getresponse()
+            response.read()
+            digest = response.getheader("Docker-Content-Digest")
+            connection.close()
+        collector = Registry(source, tmp_path, address="127.0.0.1", port=free_port(), pod=world["job_pod"], name="job")
+        collector.start(extra_env=FAST_JOB)
+        status = collector.process.wait(120)
+        collector.stop()
+        assert status == 0, (tmp_path / "job.log").read_text()[-3000:]
+        result = push_to("more")
+        assert result.returncode == 0, result.stderr
+    finally:
+        registry.stop()
+        subprocess.run(["umount", str(volume)], check=False)
+        world["registry"].start(extra_env=FAST)
 
 
 def test_the_cron_job_runs_beside_the_registry_pod_with_its_volume_and_config(world):

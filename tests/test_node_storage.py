@@ -13,7 +13,7 @@ import pytest
 
 from tests.nodes import NEEDED, diff, make_factory, require_tools
 from tests.oci import read_image, write_image
-from tests.registry_server import PodSource, Registry
+from tests.registry_server import REGISTRY_TOOL, PodSource, Registry
 from tests.stack import StackRun, run_stack
 from tests.trust import ADD_DEPLOY
 
@@ -66,7 +66,7 @@ def test_keep_data_false_makes_destroy_remove_the_folder_and_changes_no_trigger(
 
 @pytest.fixture(scope="module")
 def nodes():
-    require_tools({**NEEDED, "docker-registry": "docker-registry", "skopeo": "skopeo"})
+    require_tools({**NEEDED, **REGISTRY_TOOL, "skopeo": "skopeo"})
     factory = make_factory()
     yield factory
     factory.close()

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from tests.certs import key_pem, make_ca, make_leaf, pem
 from tests.nodes import NEEDED, make_factory, require_tools
 from tests.oci import read_image, write_image
-from tests.registry_server import PodSource, Registry
+from tests.registry_server import REGISTRY_TOOL, PodSource, Registry
 from tests.stack import FakeCluster, run_stack
 
 CLUSTER_IP = "127.0.10.1"
@@ -152,7 +152,7 @@ def test_tls_secret_config_is_checked_with_the_rest(values, phrase):
 
 
 def test_a_node_pushes_by_name_to_the_real_registry_serving_the_users_certificate(own, tmp_path):
-    require_tools({**NEEDED, "docker-registry": "docker-registry", "skopeo": "skopeo"})
+    require_tools({**NEEDED, **REGISTRY_TOOL, "skopeo": "skopeo"})
     factory = make_factory()
     registry = None
     try:

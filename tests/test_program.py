@@ -214,7 +214,7 @@ def test_deployment_serves_tls_with_htpasswd_and_allows_delete(three_node_run):
     assert env["REGISTRY_HTTP_TLS_KEY"] == "/certs/tls.key"
     assert env["REGISTRY_STORAGE_DELETE_ENABLED"] == "true"
     c = container(three_node_run)
-    assert c["image"] == "registry:2.8.3"
+    assert c["image"] == "registry:3.1.1"
     assert c["livenessProbe"]["httpGet"] == {"path": "/", "port": "registry", "scheme": "HTTPS"}
     # With garbage collection on (the default), readiness follows the read-only switch.
     assert "/var/lib/registry/.maintenance/mode" in c["readinessProbe"]["exec"]["command"][-1]
@@ -445,6 +445,15 @@ def test_the_pvc_storage_objects_are_exactly_those_before_s3_existed():
     # after the node commands, which need its clusterIP (caGeneration).
     service = by_name[("kubernetes:core/v1:Service", "registry-service")]["inputs"]["metadata"]
     assert service.pop("annotations") == {"pulumi.com/skipAwait": "true"}
+    # Came with distribution 3 (registry:3.1.1): its image's config.yml logs at
+    # debug level and serves metrics on :5001 unless told otherwise.
+    pod = by_name[("kubernetes:apps/v1:Deployment", "registry-deployment")]["inputs"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container.pop("image") == "registry:3.1.1"
+    container["image"] = "registry:2.8.3"
+    came = [e for e in container["env"] if e["name"] in ("REGISTRY_LOG_LEVEL", "REGISTRY_HTTP_DEBUG_ADDR")]
+    assert came == [{"name": "REGISTRY_LOG_LEVEL", "value": "info"}, {"name": "REGISTRY_HTTP_DEBUG_ADDR", "value": ""}]
+    container["env"] = [e for e in container["env"] if e not in came]
     assert [by_name.get((o["type"], o["name"])) for o in golden] == golden
     # Objects of their own that came later.
     assert set(by_name) - {(o["type"], o["name"]) for o in golden} == {
@@ -544,7 +553,8 @@ def test_metrics_are_on_their_own_port_announced_to_prometheus_and_not_on_the_no
 
 def test_metrics_off_leaves_no_trace():
     run = run_stack({**BASE_CONFIG, "metrics": False})
-    assert not any(name.startswith("REGISTRY_HTTP_DEBUG") for name in env_of(run))
+    # The registry:3 image's own config serves metrics on :5001: an empty address turns that off.
+    assert {k: v for k, v in env_of(run).items() if k.startswith("REGISTRY_HTTP_DEBUG")} == {"REGISTRY_HTTP_DEBUG_ADDR": ""}
     assert [p["name"] for p in container(run)["ports"]] == ["registry"]
     assert not any(k.startswith("prometheus.io") for k in deployment(run)["spec"]["template"]["metadata"]["annotations"])
 
@@ -607,7 +617,7 @@ def test_scheduling_knobs_go_to_the_pod_and_to_the_collection_beside_it():
 
 
 def test_the_registry_image_can_come_from_a_private_mirror_with_its_own_secret_credentials():
-    run = run_stack({**BASE_CONFIG, "image": "mirror.internal:5000/library/registry:2.8.3", "imagePullSecret": MIRROR_AUTH})
+    run = run_stack({**BASE_CONFIG, "image": "mirror.internal:5000/library/registry:3.1.1", "imagePullSecret": MIRROR_AUTH})
     secret = run.one(SECRET, "registry-image-pull")
     assert secret.inputs["type"] == "kubernetes.io/dockerconfigjson"
     assert secret.inputs["stringData"][".dockerconfigjson"] == MIRROR_AUTH
@@ -661,3 +671,4 @@ def test_the_default_service_accounts_get_the_pull_secret_only_on_request():
         assert patch.inputs["imagePullSecrets"] == [{"name": "registry-pull-secret"}]
         secret = run.one(SECRET, f"registry-pull-{patch.inputs['metadata']['namespace']}")
         assert secret.urn in patch.dependencies
+

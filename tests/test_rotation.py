@@ -22,7 +22,7 @@ from cryptography.x509.verification import PolicyBuilder, Store
 
 from tests.nodes import NEEDED, diff, make_factory, require_tools
 from tests.oci import read_image, write_image
-from tests.registry_server import PodSource, Registry
+from tests.registry_server import REGISTRY_TOOL, PodSource, Registry
 from tests.stack import ProviderState, StackRun, run_stack
 from tests.trust import WITH_CONFIG_PATH, store_file_names
 
@@ -173,7 +173,7 @@ def test_replacing_one_password_changes_that_user_alone(user, changed):
 # ---- the real layer ----------------------------------------------------------------------------
 
 
-TOOLS = {**NEEDED, "docker-registry": "docker-registry", "skopeo": "skopeo"}
+TOOLS = {**NEEDED, **REGISTRY_TOOL, "skopeo": "skopeo"}
 
 
 @pytest.fixture(scope="module")

