@@ -19,10 +19,13 @@ Only `tlsSecret` needs the read, and is refused without it.
 from __future__ import annotations
 
 import base64
+import copy
 import datetime
 import ipaddress
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional, Protocol
 
 import pulumi
@@ -32,7 +35,7 @@ from .certificates import SERVICE_NAME
 from .discovery import CONFIGMAP_NAME, CONFIGMAP_NAMESPACE
 from .pull_secrets import PULL_SECRET_NAME
 from .settings import KubeAccess, Settings, SettingsError
-from .workload import DATA_CLAIM, HOSTNAME_LABEL, labels
+from .workload import DATA_CLAIM, HOSTNAME_LABEL, STACK_LABEL, owned_labels, stack_label_value
 
 # Seconds for each read: a first `pulumi preview` must not hang on a dead cluster.
 READ_TIMEOUT = 10
@@ -102,12 +105,15 @@ MANAGED_BY = ("app.kubernetes.io/managed-by", "pulumi")
 
 def own_namespace_labels(settings: Settings) -> dict[str, str]:
     """The labels that mark the registry's namespace as this program's."""
-    return {**labels(settings), MANAGED_BY[0]: MANAGED_BY[1]}
+    return {**owned_labels(settings), MANAGED_BY[0]: MANAGED_BY[1]}
 
 
 def _ours(found: dict[str, str], settings: Settings) -> bool:
-    """Labels of an object this program made (its namespace, its Service)."""
-    return all(found.get(k) == v for k, v in own_namespace_labels(settings).items())
+    """Labels of an object this stack made (its namespace, its Service): whatever its
+    hostname, which may change. One made before objects carried the stack (no
+    STACK_LABEL) counts as this stack's."""
+    made_by_us = found.get(MANAGED_BY[0]) == MANAGED_BY[1] and found.get("app.kubernetes.io/name") == "registry"
+    return made_by_us and found.get(STACK_LABEL, stack_label_value()) == stack_label_value()
 
 
 def _someone_elses(found: Optional[dict[str, str]]) -> bool:
@@ -245,14 +251,15 @@ def _storage_class(settings: Settings, cluster: ClusterView) -> tuple[list[str],
     if settings.storage != "pvc":
         return [], []
     classes = cluster.storage_classes()
-    if settings.storage_class is not None and settings.storage_class not in classes:
+    claimed = cluster.object_labels("PersistentVolumeClaim", settings.namespace, DATA_CLAIM) is not None
+    if settings.storage_class is not None and settings.storage_class not in classes and not claimed:
         known = ", ".join(sorted(classes)) or "none"
         return [
             f"registry:storageClass is {settings.storage_class!r}, and the cluster has no such StorageClass "
             f"(it has: {known}); name one of those, leave storageClass unset for the default, or use storage node"
         ], []
     if settings.storage_class is None and not any(classes.values()):
-        if cluster.object_labels("PersistentVolumeClaim", settings.namespace, DATA_CLAIM) is not None:
+        if claimed:
             return [], []  # an earlier up's claim is bound already: nothing to provision
         return [
             "registry:storage is pvc with no storageClass, and the cluster has no default StorageClass "
@@ -337,30 +344,20 @@ class KubernetesView:
 
     @classmethod
     def reaching(cls, access: KubeAccess) -> "KubernetesView":
-        # pulumi-kubernetes' own order: kubernetes:kubeconfig (a path or the
-        # file's text), else $KUBECONFIG, else ~/.kube/config, else in-cluster;
-        # kubernetes:context picks the context.
-        import yaml
         from kubernetes import config as kube_config
         from kubernetes.client import ApiClient, Configuration
 
-        kubeconfig, context = access.kubeconfig, access.context
         try:
-            if kubeconfig and os.path.isfile(os.path.expanduser(kubeconfig)):
-                return cls(kube_config.new_client_from_config(os.path.expanduser(kubeconfig), context, persist_config=False))
-            if kubeconfig:
-                return cls(kube_config.new_client_from_config_dict(yaml.safe_load(kubeconfig), context))
-            # Read here, not at import as the client's default is: a list of paths, like kubectl's.
-            files = os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
-            try:
-                return cls(kube_config.new_client_from_config(files, context, persist_config=False))
-            except kube_config.ConfigException as no_file:
+            merged = merged_kubeconfig(access, os.environ)
+            if merged is None:
                 configuration = Configuration()
                 try:
                     kube_config.load_incluster_config(client_configuration=configuration)
                 except kube_config.ConfigException:
-                    raise CannotRead(f"no kubeconfig: {no_file}, and not running in a cluster") from None
+                    raise CannotRead("no kubeconfig (kubernetes:kubeconfig, $KUBECONFIG or ~/.kube/config), "
+                                     "and not running in a cluster") from None
                 return cls(ApiClient(configuration))
+            return cls(kube_config.new_client_from_config_dict(merged, access.context))
         except CannotRead:
             raise
         except Exception as error:  # a kubeconfig that does not load is pulumi-kubernetes' to report
@@ -431,3 +428,61 @@ class KubernetesView:
             item.metadata.name: (item.metadata.annotations or {}).get(DEFAULT_CLASS_ANNOTATION) == "true"
             for item in classes.items
         }
+
+
+# Fields of a kubeconfig that name files, which client-go resolves against the
+# folder of the file that holds them.
+_FILE_FIELDS = {"clusters": ("certificate-authority",), "users": ("client-certificate", "client-key", "tokenFile")}
+
+
+def merged_kubeconfig(access: KubeAccess, environ: Mapping[str, str]) -> Optional[dict]:
+    """The kubeconfig pulumi-kubernetes reads, as one document, or None (then in-cluster).
+
+    pulumi-kubernetes loads it with client-go's rules, as kubectl does:
+    kubernetes:kubeconfig (a path or the text), else every file of $KUBECONFIG
+    in order, else ~/.kube/config; merged so that the first file to name a
+    cluster, user or context wins, and so does the first current-context (the
+    Python client's own merge takes the last). kubernetes:cluster replaces the
+    chosen context's cluster.
+    """
+    import yaml
+
+    documents: list[tuple[dict, Optional[Path]]] = []
+    if access.kubeconfig and os.path.isfile(os.path.expanduser(access.kubeconfig)):
+        path = Path(os.path.expanduser(access.kubeconfig))
+        documents.append((yaml.safe_load(path.read_text()) or {}, path.parent))
+    elif access.kubeconfig:
+        documents.append((yaml.safe_load(access.kubeconfig) or {}, None))
+    else:
+        listed = environ.get("KUBECONFIG")
+        paths = [p for p in listed.split(os.pathsep) if p] if listed else [os.path.expanduser("~/.kube/config")]
+        for name in paths:
+            path = Path(name)
+            if path.is_file():
+                documents.append((yaml.safe_load(path.read_text()) or {}, path.parent))
+        if not documents:
+            return None
+    merged: dict = {"apiVersion": "v1", "kind": "Config", "clusters": [], "users": [], "contexts": []}
+    for document, folder in documents:
+        if not isinstance(document, dict):
+            raise ValueError("a kubeconfig is not a YAML mapping")
+        if document.get("current-context") and not merged.get("current-context"):
+            merged["current-context"] = document["current-context"]
+        for section in ("clusters", "users", "contexts"):
+            known = {entry["name"] for entry in merged[section]}
+            for entry in document.get(section) or []:
+                if entry.get("name") in known:
+                    continue
+                entry = copy.deepcopy(entry)
+                inner = entry.get(section[:-1]) or {}
+                for key in _FILE_FIELDS.get(section, ()):
+                    if folder is not None and inner.get(key) and not os.path.isabs(inner[key]):
+                        inner[key] = str(folder / inner[key])
+                merged[section].append(entry)
+                known.add(entry["name"])
+    if access.cluster:
+        chosen = access.context or merged.get("current-context")
+        for entry in merged["contexts"]:
+            if entry.get("name") == chosen:
+                entry.setdefault("context", {})["cluster"] = access.cluster
+    return merged

@@ -59,6 +59,7 @@ def deploy_in_cluster(
             username=username,
             password=material.passwords[username],
             own_namespace=settings.namespace,
+            kube=settings.kube,
             service_accounts=settings.service_account_pull_secret,
         ),
     )

@@ -10,6 +10,8 @@ from typing import Optional, Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
+from .settings import KubeAccess
+
 PULL_SECRET_NAME = "registry-pull-secret"
 
 
@@ -30,6 +32,8 @@ class PullSecretsArgs:
     own_namespace: str = ""
     # Also name the pull secret in each namespace's default ServiceAccount.
     service_accounts: bool = False
+    # The stack's cluster, for the provider of those patches.
+    kube: KubeAccess = KubeAccess()
 
 
 class PullSecrets(pulumi.ComponentResource):
@@ -54,8 +58,15 @@ class PullSecrets(pulumi.ComponentResource):
         # Server-side apply for the patches alone: the program's own objects are
         # created with client-side apply (Pulumi.yaml), which refuses to take
         # over an object that exists; a patch is meant to touch one that exists.
-        self._ssa = k8s.Provider(f"{name}-server-side-apply", enable_server_side_apply=True,
-                                 opts=pulumi.ResourceOptions(parent=self)) if args.service_accounts else None
+        # It talks to the stack's cluster: the kubernetes: config a provider made
+        # here does not inherit (kubectl's current context otherwise).
+        kube = args.kube
+        self._ssa = k8s.Provider(
+            f"{name}-server-side-apply", enable_server_side_apply=True,
+            kubeconfig=pulumi.Output.secret(kube.kubeconfig) if kube.kubeconfig else None,
+            context=kube.context, cluster=kube.cluster,
+            opts=pulumi.ResourceOptions(parent=self),
+        ) if args.service_accounts else None
         self.foreign = []
         for namespace in args.namespaces:
             if namespace != self._own:

@@ -146,6 +146,8 @@ class KubeAccess:
     # A path, or the kubeconfig's text (it may hold credentials: never printed).
     kubeconfig: Optional[str] = field(default=None, repr=False)
     context: Optional[str] = None
+    # kubernetes:cluster: the kubeconfig cluster to use instead of the context's.
+    cluster: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -230,7 +232,8 @@ def load_settings() -> Settings:
         tls_key=config.get_secret("tlsKey"),
     )
     provider = pulumi.Config("kubernetes")
-    return dataclasses.replace(settings, kube=KubeAccess(provider.get("kubeconfig"), provider.get("context")))
+    kube = KubeAccess(provider.get("kubeconfig"), provider.get("context"), provider.get("cluster"))
+    return dataclasses.replace(settings, kube=kube)
 
 
 def config_keys() -> set[str]:

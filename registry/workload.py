@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -43,6 +44,25 @@ HOSTNAME_LABEL = "kubernetes.io/hostname"
 
 def labels(settings: Settings) -> dict[str, str]:
     return {"app.kubernetes.io/name": "registry", "app.kubernetes.io/instance": settings.hostname}
+
+
+# Which stack made the registry's namespace and Service: a later up of the same
+# stack knows them as its own whatever else changed (the hostname, say), and
+# another stack's are someone else's (registry/preflight.py). Not in selectors,
+# which cannot change.
+STACK_LABEL = "registry.pulumi.com/stack"
+
+
+def stack_label_value() -> str:
+    """organization.project.stack, or a digest of it where that is no label value."""
+    value = f"{pulumi.get_organization()}.{pulumi.get_project()}.{pulumi.get_stack()}"
+    if len(value) <= 63 and re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?", value):
+        return value
+    return "sha256-" + hashlib.sha256(value.encode()).hexdigest()[:32]
+
+
+def owned_labels(settings: Settings) -> dict[str, str]:
+    return {**labels(settings), STACK_LABEL: stack_label_value()}
 
 
 def registry_env(settings: Settings) -> list[dict]:
@@ -265,7 +285,7 @@ class Workload(pulumi.ComponentResource):
 
         self.namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",
-            metadata={"name": ns, "labels": app_labels},
+            metadata={"name": ns, "labels": owned_labels(settings)},
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.after)),
         )
         # Fixed names are referenced by the pod spec; replacing one must free
@@ -321,7 +341,7 @@ class Workload(pulumi.ComponentResource):
         self.service = k8s.core.v1.Service(
             f"{name}-service",
             metadata={
-                "name": SERVICE_NAME, "namespace": ns, "labels": app_labels,
+                "name": SERVICE_NAME, "namespace": ns, "labels": owned_labels(settings),
                 "annotations": {"pulumi.com/skipAwait": "true"},
             },
             spec=service_spec,

@@ -374,9 +374,11 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
 
 
 def config_for(values: dict[str, Any]) -> dict[str, str]:
-    """`{"nodes": [...], "port": 5000}` -> `{"registry:nodes": "[...]", "registry:port": "5000"}`."""
+    """`{"nodes": [...], "port": 5000}` -> `{"registry:nodes": "[...]", "registry:port": "5000"}`; a key
+    with its own namespace (`kubernetes:context`) stays as it is."""
     return {
-        f"registry:{key}": value if isinstance(value, str) else json.dumps(value) for key, value in values.items()
+        (key if ":" in key else f"registry:{key}"): value if isinstance(value, str) else json.dumps(value)
+        for key, value in values.items()
     }
 
 

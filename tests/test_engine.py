@@ -767,3 +767,92 @@ def test_a_storage_node_that_is_not_a_node_of_the_cluster_is_refused_before_anyt
     assert resources_in_state(project) == []
     assert engine.api.find("/api/v1/namespaces/registry-nowhere") is None
 
+
+def decoy_kubeconfig(path: Path) -> Path:
+    """A kubeconfig of another cluster (nothing answers at its address), whose current context is its own."""
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "decoy", "cluster": {"server": "https://127.0.0.9:6443", "insecure-skip-tls-verify": True}}],
+        "users": [{"name": "decoy", "user": {"token": "decoy-token"}}],
+        "contexts": [{"name": "decoy", "context": {"cluster": "decoy", "user": "decoy"}}],
+        "current-context": "decoy",
+    }))
+    return path
+
+
+def test_with_kubeconfig_files_a_and_b_the_check_reads_the_cluster_pulumi_kubernetes_deploys_to(engine):
+    # KUBECONFIG=real:decoy: pulumi-kubernetes (client-go) takes the first file's
+    # current context, the Python client the last one's. The check must read the
+    # real cluster, where the listed namespace is missing, and refuse.
+    project = EngineProject(engine.bin_dir, engine.root / "two-files", engine.cluster.kubeconfig, stack="two-files")
+    project.env["KUBECONFIG"] = f"{engine.cluster.kubeconfig}:{decoy_kubeconfig(engine.root / 'decoy-a.json')}"
+    project.create_stack()
+    Stack(project).configure(serviceCidr=SERVICE_CIDR, namespace="registry-two-files", nodePort=30511,
+                             pullSecretNamespaces=["not-made-yet"], storageSize="1Gi", users=["admin"], discovery=False)
+    up = project.up()
+    assert up.code != 0 and "'not-made-yet', a namespace that does not exist" in up.text, up.text
+    assert resources_in_state(project) == []
+    assert project.destroy().code == 0
+
+
+def test_the_service_account_patch_goes_to_the_stacks_context_not_the_current_one(engine):
+    # kubernetes:context names the real cluster; the kubeconfig's current
+    # context is another. Every provider the program makes must use the former.
+    real = yaml.safe_load(engine.cluster.kubeconfig.read_text())
+    decoy = json.loads(decoy_kubeconfig(engine.root / "decoy-b.json").read_text())
+    merged = {**real, "current-context": "decoy"}
+    for section in ("clusters", "users", "contexts"):
+        merged[section] = real[section] + decoy[section]
+    config = engine.root / "current-elsewhere.json"
+    config.write_text(json.dumps(merged))
+    namespace = "team-context"
+    engine.api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    account = f"/api/v1/namespaces/{namespace}/serviceaccounts/default"
+    wait_for(lambda: engine.api.find(account))
+    project = EngineProject(engine.bin_dir, engine.root / "context", config, stack="context")
+    project.create_stack()
+    project.set("kubernetes:context", real["current-context"])
+    Stack(project).configure(serviceCidr=SERVICE_CIDR, namespace="registry-context", nodePort=30512,
+                             pullSecretNamespaces=[namespace], storageSize="1Gi", users=["admin"],
+                             discovery=False, serviceAccountPullSecret=True)
+    engine.cluster.add_volume()
+    up = project.up()
+    try:
+        assert up.code == 0, up.text
+        assert engine.api.get(account)["imagePullSecrets"] == [{"name": "registry-pull-secret"}]
+    finally:
+        destroy = project.destroy()
+    assert destroy.code == 0, destroy.text
+    assert not engine.api.get(account).get("imagePullSecrets")
+
+
+def test_a_hostname_change_goes_through_and_a_second_stack_on_the_same_port_is_refused_first(engine):
+    # The labels of the objects this stack made held the hostname, so a changed
+    # hostname made its own namespace, address and port look like someone else's.
+    engine.cluster.add_volume()
+    first = EngineProject(engine.bin_dir, engine.root / "renamed", engine.cluster.kubeconfig, stack="renamed")
+    first.create_stack()
+    renamed = Stack(first)
+    renamed.configure(serviceCidr=SERVICE_CIDR, clusterIp="127.0.10.60", namespace="registry-renamed",
+                      nodePort=30513, pullSecretNamespaces=["registry-renamed"], storageSize="1Gi",
+                      users=["admin"], discovery=False)
+    up = first.up()
+    try:
+        assert up.code == 0, up.text
+        second = EngineProject(engine.bin_dir, engine.root / "second", engine.cluster.kubeconfig, stack="second")
+        second.create_stack()
+        Stack(second).configure(serviceCidr=SERVICE_CIDR, namespace="registry-second", nodePort=30513,
+                                pullSecretNamespaces=["registry-second"], storageSize="1Gi", users=["admin"],
+                                discovery=False)
+        refused = second.up()
+        assert refused.code != 0, refused.text
+        assert "registry:nodePort 30513 is taken by the Service registry-renamed/registry" in refused.text, refused.text
+        assert resources_in_state(second) == []
+        assert second.destroy().code == 0
+
+        renamed.configure(hostname="images")
+        preview = first.preview()
+        assert preview.code == 0 and "does not fit" not in preview.text, preview.text
+    finally:
+        destroy = first.destroy()
+    assert destroy.code == 0, destroy.text

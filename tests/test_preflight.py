@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from registry.preflight import CannotRead, KubernetesView, ServiceView, cluster_problems, own_namespace_labels
+from registry.preflight import CannotRead, KubernetesView, ServiceView, cluster_problems
 from registry.settings import KubeAccess, SettingsError
 from tests.stack import FakeCluster, run_stack, settings_from
 
@@ -46,7 +46,7 @@ def test_the_registry_namespace_that_exists_and_is_someone_elses_is_refused():
 
 
 def test_the_registry_namespace_from_an_earlier_up_passes():
-    cluster = FakeCluster(missing=set(), labels={"registry": {**own_namespace_labels(settings_from(BASE)), "x": "y"}})
+    cluster = FakeCluster(missing=set(), labels={"registry": {**earlier_up(), "x": "y"}})
     run = run_stack(BASE, cluster=cluster)
     assert run.error is None, run.error
 
@@ -153,7 +153,7 @@ def test_a_cluster_ip_or_node_port_taken_by_another_service_is_refused_naming_it
 
 
 def test_the_registrys_own_service_from_an_earlier_up_is_not_a_conflict_even_in_the_namespace_it_leaves():
-    labels = own_namespace_labels(settings_from(BASE))
+    labels = earlier_up()
     for namespace in ("registry", "registry-old"):
         ours = ServiceView(namespace, "registry", ("10.96.0.50",), (30500,), labels)
         assert run_stack({**BASE, "clusterIp": "10.96.0.50"}, cluster=FakeCluster(service_list=[ours])).error is None
@@ -212,3 +212,87 @@ def test_a_storage_node_the_cluster_does_not_have_is_refused_naming_its_nodes():
     assert "(its nodes: cp, wrk-1)" in message
     cluster = FakeCluster(nodes={"cp": "cp", "worker-1": "worker-1"})
     assert run_stack({**BASE, **STORAGE_NODE}, cluster=cluster).error is None
+
+
+def test_with_several_kubeconfig_files_the_first_current_context_and_names_win_as_in_kubectl(tmp_path, monkeypatch):
+    # The Python client's own merge takes the last file's current-context; kubectl,
+    # client-go and so pulumi-kubernetes take the first.
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_text(KUBECONFIG)
+    b.write_text(KUBECONFIG.replace("current-context: first", "current-context: second")
+                 .replace("127.0.0.1:6443", "127.0.0.9:6443"))
+    monkeypatch.setenv("KUBECONFIG", f"{a}:{b}")
+    assert server_of(KubernetesView.reaching(KubeAccess())) == "https://127.0.0.1:6443"
+    monkeypatch.setenv("KUBECONFIG", f"{b}:{a}")
+    assert server_of(KubernetesView.reaching(KubeAccess())) == "https://127.0.0.2:6443", "b's current-context wins"
+    assert server_of(KubernetesView.reaching(KubeAccess(context="first"))) == "https://127.0.0.9:6443", "b's cluster one wins"
+
+
+def test_kubernetes_cluster_replaces_the_contexts_cluster(tmp_path):
+    path = tmp_path / "kubeconfig"
+    path.write_text(KUBECONFIG)
+    assert server_of(KubernetesView.reaching(KubeAccess(str(path), cluster="two"))) == "https://127.0.0.2:6443"
+    assert server_of(KubernetesView.reaching(KubeAccess(str(path), "second", cluster="one"))) == "https://127.0.0.1:6443"
+
+
+def test_a_relative_certificate_path_is_read_beside_its_own_kubeconfig(tmp_path, monkeypatch):
+    folder = tmp_path / "other"
+    folder.mkdir()
+    (folder / "ca.crt").write_text("not read until a request is made")
+    (folder / "config").write_text(KUBECONFIG.replace('{server: "https://127.0.0.1:6443"}',
+                                                      '{server: "https://127.0.0.1:6443", certificate-authority: ca.crt}'))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KUBECONFIG", str(folder / "config"))
+    from registry.preflight import merged_kubeconfig
+    merged = merged_kubeconfig(KubeAccess(), {"KUBECONFIG": str(folder / "config")})
+    assert merged["clusters"][0]["cluster"]["certificate-authority"] == str(folder / "ca.crt")
+
+
+THIS_STACK = "organization.registry.test"  # run_stack's organization, project and stack
+
+
+def earlier_up(hostname: str = "image-registry", stack: str = THIS_STACK) -> dict[str, str]:
+    """The labels an earlier up put on the registry's namespace and Service."""
+    return {"app.kubernetes.io/name": "registry", "app.kubernetes.io/instance": hostname,
+            "app.kubernetes.io/managed-by": "pulumi", "registry.pulumi.com/stack": stack}
+
+
+def test_a_hostname_change_on_a_later_up_is_not_refused_as_someone_elses_namespace_address_or_port():
+    # The README lists hostname as a change up makes; the labels hold the old one.
+    mine = earlier_up()
+    cluster = FakeCluster(missing=set(), labels={"registry": mine},
+                          service_list=[ServiceView("registry", "registry", ("10.96.0.50",), (30500,), mine)])
+    run = run_stack({**BASE, "hostname": "images", "clusterIp": "10.96.0.50"}, cluster=cluster)
+    assert run.error is None, run.error
+
+
+def test_a_second_stack_with_the_same_hostname_and_node_port_is_refused_before_anything_is_created():
+    theirs = earlier_up(stack="organization.registry.other")
+    cluster = FakeCluster(labels={"registry": theirs},
+                          service_list=[ServiceView("registry", "registry", ("10.96.0.50",), (30500,), theirs)])
+    message = refused(run_stack({**BASE, "namespace": "registry-two"}, cluster=cluster))
+    assert "registry:nodePort 30500 is taken by the Service registry/registry" in message
+    message = refused(run_stack(BASE, cluster=FakeCluster(missing=set(), labels={"registry": theirs})))
+    assert "registry:namespace is 'registry', a namespace that already exists and that this program did not create" in message
+
+
+def test_objects_of_a_release_before_the_stack_label_count_as_this_stacks():
+    legacy = {k: v for k, v in earlier_up(hostname="old-name").items() if k != "registry.pulumi.com/stack"}
+    cluster = FakeCluster(missing=set(), labels={"registry": legacy},
+                          service_list=[ServiceView("registry", "registry", ("10.96.0.50",), (30500,), legacy)])
+    assert run_stack({**BASE, "clusterIp": "10.96.0.50"}, cluster=cluster).error is None
+
+
+def test_the_registrys_namespace_and_service_carry_the_stack_that_made_them():
+    run = run_stack(BASE)
+    assert run.one("kubernetes:core/v1:Namespace").inputs["metadata"]["labels"]["registry.pulumi.com/stack"] == THIS_STACK
+    service = run.one("kubernetes:core/v1:Service").inputs
+    assert service["metadata"]["labels"]["registry.pulumi.com/stack"] == THIS_STACK
+    assert "registry.pulumi.com/stack" not in service["spec"]["selector"], "selectors cannot change"
+
+
+def test_a_storage_class_gone_after_its_claim_was_bound_does_not_block_later_ups():
+    # Every later up (the certificate's renewal among them) would be refused.
+    cluster = FakeCluster(missing=set(), labels={"registry": earlier_up()}, classes={"standard": True},
+                          objects={("PersistentVolumeClaim", "registry", "registry-data"): {}})
+    assert run_stack({**BASE, "storageClass": "fast-ssd"}, cluster=cluster).error is None

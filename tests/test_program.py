@@ -445,6 +445,11 @@ def test_the_pvc_storage_objects_are_exactly_those_before_s3_existed():
     # after the node commands, which need its clusterIP (caGeneration).
     service = by_name[("kubernetes:core/v1:Service", "registry-service")]["inputs"]["metadata"]
     assert service.pop("annotations") == {"pulumi.com/skipAwait": "true"}
+    # Came later: the namespace and the Service carry the stack that made them
+    # (registry/preflight.py tells them from another stack's by it).
+    for kind, name in (("Namespace", "registry-namespace"), ("Service", "registry-service")):
+        labels = by_name[(f"kubernetes:core/v1:{kind}", name)]["inputs"]["metadata"]["labels"]
+        assert labels.pop("registry.pulumi.com/stack") == "organization.registry.test"
     # Came with distribution 3 (registry:3.1.1): its image's config.yml logs at
     # debug level and serves metrics on :5001 unless told otherwise.
     pod = by_name[("kubernetes:apps/v1:Deployment", "registry-deployment")]["inputs"]["spec"]["template"]["spec"]
@@ -672,3 +677,12 @@ def test_the_default_service_accounts_get_the_pull_secret_only_on_request():
         secret = run.one(SECRET, f"registry-pull-{patch.inputs['metadata']['namespace']}")
         assert secret.urn in patch.dependencies
 
+
+def test_the_service_account_patches_go_to_the_stacks_cluster_not_kubectls_current_one():
+    kubeconfig = "apiVersion: v1\nkind: Config\nclusters: []\nusers: []\ncontexts: []\n"
+    run = run_stack({**BASE_CONFIG, "serviceAccountPullSecret": True, "kubernetes:context": "real",
+                     "kubernetes:cluster": "real-cluster", "kubernetes:kubeconfig": kubeconfig})
+    assert run.error is None, run.error
+    provider = run.one("pulumi:providers:kubernetes")
+    assert (provider.inputs["context"], provider.inputs["cluster"]) == ("real", "real-cluster")
+    assert provider.inputs["kubeconfig"] == kubeconfig and "kubeconfig" in provider.secret_paths
