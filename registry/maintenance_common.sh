@@ -7,8 +7,8 @@ set -u
 config=$1
 [ -f "$config" ] || config=/etc/docker/registry/config.yml
 dir="$REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY/.maintenance"
-# Raised by the one collection that runs: created with O_EXCL, so it is also
-# the lock, and its inode is the token the registry's pod answers with.
+# Raised by the collection that holds $LOCK, once its own read-only server
+# serves; its inode is the token the registry's pod answers with.
 FLAG="$dir/collecting"
 # What the registry's pod does now, one line: rw, "ro <token>", switching,
 # starting or stopped.

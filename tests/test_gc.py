@@ -122,6 +122,14 @@ def blob_path(world, digest: str) -> Path:
     return data(world) / "docker/registry/v2/blobs/sha256" / hex_[:2] / hex_ / "data"
 
 
+def something_pushed(world) -> None:
+    """A collection pauses in its hook only where there is something to collect."""
+    layout = world["root"] / "image-something"
+    if not layout.exists():
+        write_image(layout, "v1")
+        assert push(world, layout, f"{CLUSTER_IP}:5000/gc/something:1").returncode == 0
+
+
 def job(world, name: str, gc_hook: bool = True, binary: str = REGISTRY_BINARY, port: int = 0) -> Registry:
     """The CronJob's pod: its exact container (command, env, mounts) on the registry's volume."""
     hook = world["root"] / f"{name}-registry"
@@ -181,6 +189,7 @@ def test_collection_deletes_an_untagged_image_refuses_pushes_meanwhile_and_keeps
         collector.stop()
 
     assert mode(world) == "rw" and not (data(world) / ".maintenance" / "collecting").exists()
+    assert not (data(world) / ".maintenance" / "collecting.lock").exists()
     assert not any(blob_path(world, d).exists() for d in a_blobs), "A's blobs are gone from storage"
     response, _ = api(world, "GET", "/v2/gc/c/manifests/1", {"Accept": MANIFEST_TYPES})
     assert response.status == 404, "the refused push left nothing behind"
@@ -196,6 +205,7 @@ def test_collection_deletes_an_untagged_image_refuses_pushes_meanwhile_and_keeps
 
 def test_a_collection_stopped_midway_hands_the_registry_back_read_write(world):
     """Kubernetes stops a job with SIGTERM (activeDeadlineSeconds, a drain): the flag goes, pushes work again."""
+    something_pushed(world)
     root = world["root"]
     collector = job(world, "stopped")
     collector.start(extra_env=FAST)
@@ -267,6 +277,50 @@ def test_collection_keeps_every_platform_and_the_attestation_of_a_tagged_index(w
     assert pulled.returncode == 0, pulled.stderr
 
 
+def test_the_registry_steps_aside_only_once_the_jobs_own_server_serves_pulls(world):
+    # Otherwise, for a moment, no pod of the Service would be Ready.
+    collector = job(world, "order", gc_hook=False)
+    collector.start(extra_env={**FAST_JOB, "REGISTRY_GC_GRACE_SECONDS": "3"}, wait=False)
+    context = ssl.create_default_context(cadata=world["registry"].ca_pem)
+    serving = stepped_aside = None
+    try:
+        deadline = time.monotonic() + 60
+        while stepped_aside is None:
+            assert time.monotonic() < deadline, "the registry never stepped aside"
+            if serving is None:
+                try:
+                    with socket.create_connection(("127.0.0.1", world["job_port"]), timeout=0.5) as sock:
+                        context.wrap_socket(sock, server_hostname="127.0.0.1").close()
+                    serving = time.monotonic()
+                except OSError:
+                    pass
+            if mode(world) != "rw":
+                stepped_aside = time.monotonic()
+            time.sleep(0.05)
+        assert serving is not None and serving < stepped_aside
+        assert collector.process.wait(120) == 0, (world["root"] / "order.log").read_text()[-3000:]
+    finally:
+        collector.stop()
+    wait_for_mode(world, "rw")
+
+
+def test_a_collection_on_a_registry_nothing_was_pushed_to_succeeds(world, tmp_path):
+    # The first Sunday after `pulumi up`: garbage-collect itself fails on an empty store.
+    world["registry"].stop()
+    empty = Registry(world["source"], tmp_path).start(extra_env=FAST)
+    try:
+        collector = Registry(world["source"], tmp_path, address="127.0.0.1", port=free_port(), pod=world["job_pod"], name="job")
+        collector.start(extra_env=FAST_JOB, wait=False)
+        status = collector.process.wait(120)
+        collector.stop()
+        log = (tmp_path / "job.log").read_text()
+        assert status == 0 and "nothing was pushed yet" in log, log[-3000:]
+    finally:
+        empty.stop()
+        world["registry"].start(extra_env=FAST)
+    wait_for_mode(world, "rw")
+
+
 def test_a_distribution_2_image_collects_nothing_and_says_why(world):
     require_tools({"docker-registry": "docker-registry"})
     write_image(world["root"] / "image-kept", "v1")
@@ -278,6 +332,7 @@ def test_a_distribution_2_image_collects_nothing_and_says_why(world):
 def test_a_second_collection_beside_a_running_one_leaves_it_and_the_registry_stays_read_only(world):
     # `kubectl create job --from=cronjob/registry-gc` beside the scheduled one:
     # before, the first to finish turned the registry read-write under the other.
+    something_pushed(world)
     root = world["root"]
     first = job(world, "first")
     first.start(extra_env=FAST_JOB)
@@ -298,6 +353,7 @@ def test_a_second_collection_beside_a_running_one_leaves_it_and_the_registry_sta
 
 
 def test_a_flag_left_by_a_killed_job_is_taken_over_by_the_next_one(world):
+    something_pushed(world)
     root = world["root"]
     dead = job(world, "dead")
     dead.start(extra_env=FAST_JOB)
@@ -356,6 +412,7 @@ def test_a_collection_stops_without_deleting_once_the_registry_leaves_read_only(
 def test_a_job_stopped_mid_sweep_stops_the_sweep_at_once_and_hands_back(world):
     # The sweep runs beside the script, so SIGTERM (the CronJob deleted when
     # gcSchedule is turned off, a drain) is not held until it finishes.
+    something_pushed(world)
     root = world["root"]
     collector = job(world, "termed")
     collector.start(extra_env=FAST_JOB)
@@ -399,6 +456,7 @@ def test_a_flag_whose_time_is_off_counts_by_the_registrys_own_clock(world):
 def test_a_read_only_mode_left_by_an_earlier_pod_is_no_handshake(world):
     # The mode says "ro" from a pod that died; the job collects only once the
     # registry answers its own flag's token.
+    something_pushed(world)
     root = world["root"]
     registry = world["registry"]
     registry.stop()
