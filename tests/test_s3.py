@@ -243,6 +243,7 @@ def test_after_a_manual_collection_a_re_push_through_either_replica_is_pulled_wh
     assert status == 202
     collected = world.registries[0].run("garbage-collect", "--delete-untagged")
     assert collected.returncode == 0, collected.stderr
+    assert "blob eligible for deletion" in collected.stdout + collected.stderr, "the collection deleted its blobs"
     for node in (b, a):  # through B, then through A
         again = world.skopeo(node, "copy", "--dest-authfile", str(world.authfile), f"oci:{layout}:gc", ref)
         assert again.returncode == 0, again.stderr
