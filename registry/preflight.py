@@ -35,7 +35,9 @@ from .certificates import SERVICE_NAME
 from .discovery import CONFIGMAP_NAME, CONFIGMAP_NAMESPACE
 from .pull_secrets import PULL_SECRET_NAME
 from .settings import KubeAccess, Settings, SettingsError
-from .workload import DATA_CLAIM, HOSTNAME_LABEL, STACK_LABEL, owned_labels, stack_label_value
+from .workload import (
+    CA_GENERATION_LABEL, DATA_CLAIM, HOSTNAME_LABEL, STACK_LABEL, TLS_SECRET, owned_labels, stack_label_value,
+)
 
 # Seconds for each read: a first `pulumi preview` must not hang on a dead cluster.
 READ_TIMEOUT = 10
@@ -132,7 +134,7 @@ def cluster_problems(settings: Settings, cluster: ClusterView) -> tuple[list[str
     problems += _registry_namespace(settings, cluster)
     checks = (("the pull-secret namespaces", _pull_secret_namespaces), ("the discovery ConfigMap", _discovery),
               ("the storage class", _storage_class), ("the storage node", _storage_node),
-              ("the Service's address and port", _service_address))
+              ("the Service's address and port", _service_address), ("the CA generation in use", _ca_generation))
     for what, check in checks:
         try:
             found, warned = check(settings, cluster)
@@ -245,6 +247,31 @@ def _service_address(settings: Settings, cluster: ClusterView) -> tuple[list[str
             problems.append(f"registry:nodePort {settings.node_port} is taken by the Service {where}; choose a free "
                             "port between 30000 and 32767 (kubectl get svc -A lists those in use)")
     return problems, []
+
+
+def _ca_generation(settings: Settings, cluster: ClusterView) -> tuple[list[str], list[str]]:
+    # A jump makes two new CAs at once: nodes drop the one the pods still serve
+    # with before they roll. Going down would make an old generation anew.
+    if settings.tls_certificate is not None or settings.tls_secret is not None:
+        return [], []
+    found = cluster.object_labels("Secret", settings.namespace, TLS_SECRET)
+    in_use = (found or {}).get(CA_GENERATION_LABEL, "")
+    if not in_use.isdigit():
+        return [], []  # the first up, or a release before the label
+    wanted, current = settings.ca_generation, int(in_use)
+    if wanted > current + 1:
+        return [
+            f"registry:caGeneration is {wanted}, and the registry serves with CA generation {current}: raise it by "
+            f"one at a time ({current + 1} first, then pulumi up), so that every node trusts a new CA before the "
+            "pods serve with it"
+        ], []
+    if wanted < current:
+        return [
+            f"registry:caGeneration is {wanted}, below the generation in use ({current}); generations only go up "
+            f"(generation {current - 1} and older are gone from the nodes): set it back to {current}, or to "
+            f"{current + 1} to rotate"
+        ], []
+    return [], []
 
 
 def _storage_class(settings: Settings, cluster: ClusterView) -> tuple[list[str], list[str]]:

@@ -25,6 +25,9 @@ CERTS_DIR = "/certs"
 AUTH_DIR = "/auth"
 DATA_DIR = "/var/lib/registry"
 TLS_SECRET = "registry-tls"
+# On the TLS Secret: the CA generation the pods serve with, which the next run
+# reads (registry/preflight.py) to refuse a caGeneration that skips or goes down.
+CA_GENERATION_LABEL = "registry.pulumi.com/ca-generation"
 AUTH_SECRET = "registry-auth"
 S3_SECRET = "registry-s3"
 IMAGE_PULL_SECRET = "registry-image-pull"
@@ -367,7 +370,8 @@ class Workload(pulumi.ComponentResource):
         ns = settings.namespace
         tls_secret = k8s.core.v1.Secret(
             f"{name}-tls",
-            metadata={"name": TLS_SECRET, "namespace": ns, "labels": app_labels},
+            metadata={"name": TLS_SECRET, "namespace": ns,
+                      "labels": {**app_labels, CA_GENERATION_LABEL: str(settings.ca_generation)}},
             type="kubernetes.io/tls",
             string_data={"tls.crt": args.server_cert_pem, "tls.key": args.server_key_pem, "ca.crt": args.ca_cert_pem},
             opts=pulumi.ResourceOptions.merge(self._in_ns, pulumi.ResourceOptions(depends_on=list(after))),

@@ -361,6 +361,19 @@ def test_a_bad_config_value_stops_preview_with_the_readme_message_and_changes_no
     assert engine.project.preview(expect_no_changes=True).code == 0
 
 
+def test_a_ca_generation_that_skips_one_is_refused_against_the_secret_the_cluster_holds(engine):
+    # The TLS Secret up wrote says which generation the pods serve with.
+    engine.project.set("registry:caGeneration", "3")
+    try:
+        preview = engine.project.preview()
+        assert preview.code != 0
+        assert "registry:caGeneration is 3, and the registry serves with CA generation 1" in preview.text, preview.text
+        assert not preview.changes()
+    finally:
+        engine.project.set("registry:caGeneration", "1")
+    assert engine.project.preview(expect_no_changes=True).code == 0
+
+
 def test_stack_export_holds_no_secret_in_plain_text(engine):
     exported = engine.project.export()
     stack_file = (engine.project.dir / f"Pulumi.{engine.project.stack}.yaml").read_text()

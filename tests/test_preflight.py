@@ -296,3 +296,29 @@ def test_a_storage_class_gone_after_its_claim_was_bound_does_not_block_later_ups
     cluster = FakeCluster(missing=set(), labels={"registry": earlier_up()}, classes={"standard": True},
                           objects={("PersistentVolumeClaim", "registry", "registry-data"): {}})
     assert run_stack({**BASE, "storageClass": "fast-ssd"}, cluster=cluster).error is None
+
+
+def serving_generation(generation: int) -> FakeCluster:
+    return FakeCluster(missing=set(), labels={"registry": earlier_up()}, objects={
+        ("Secret", "registry", "registry-tls"): {"registry.pulumi.com/ca-generation": str(generation)}})
+
+
+@pytest.mark.parametrize("generation", [2, 3])
+def test_ca_generation_stays_or_rises_by_one(generation):
+    assert run_stack({**BASE, "caGeneration": generation}, cluster=serving_generation(2)).error is None
+
+
+def test_a_ca_generation_that_skips_one_is_refused_naming_the_next():
+    message = refused(run_stack({**BASE, "caGeneration": 4}, cluster=serving_generation(2)))
+    assert "registry:caGeneration is 4, and the registry serves with CA generation 2: raise it by one at a time (3 first" in message
+
+
+def test_a_ca_generation_that_goes_down_is_refused():
+    message = refused(run_stack({**BASE, "caGeneration": 1}, cluster=serving_generation(3)))
+    assert "registry:caGeneration is 1, below the generation in use (3); generations only go up" in message
+
+
+def test_the_tls_secret_carries_the_ca_generation_the_pods_serve_with():
+    run = run_stack({**BASE, "caGeneration": 2}, cluster=serving_generation(1))
+    secret = run.one("kubernetes:core/v1:Secret", "registry-tls")
+    assert secret.inputs["metadata"]["labels"]["registry.pulumi.com/ca-generation"] == "2"

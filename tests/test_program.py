@@ -450,6 +450,9 @@ def test_the_pvc_storage_objects_are_exactly_those_before_s3_existed():
     for kind, name in (("Namespace", "registry-namespace"), ("Service", "registry-service")):
         labels = by_name[(f"kubernetes:core/v1:{kind}", name)]["inputs"]["metadata"]["labels"]
         assert labels.pop("registry.pulumi.com/stack") == "organization.registry.test"
+    # Came later: the TLS Secret carries the CA generation the pods serve with.
+    tls = by_name[("kubernetes:core/v1:Secret", "registry-tls")]["inputs"]["metadata"]["labels"]
+    assert tls.pop("registry.pulumi.com/ca-generation") == "1"
     # Came with distribution 3 (registry:3.1.1): its image's config.yml logs at
     # debug level and serves metrics on :5001 unless told otherwise.
     pod = by_name[("kubernetes:apps/v1:Deployment", "registry-deployment")]["inputs"]["spec"]["template"]["spec"]
