@@ -101,3 +101,84 @@ def test_python_packages_go_into_a_venv_and_the_tests_use_it():
     assert 'PATH="$PWD/.venv/bin:$PATH"' in TEST
     assert ".venv/" in (ROOT / ".gitignore").read_text().splitlines()
     assert commands(CI)[-1] == "./test.sh", "CI runs the README's test command"
+
+
+# A package of the test's own, built here, with the maintainer script debhelper
+# writes for a service: enabled at boot (deb-systemd-helper, update-rc.d) and
+# started through invoke-rc.d, which asks policy-rc.d. Installed by the real
+# apt-get and dpkg in a simulated node, from its file: no download.
+SERVICE = "registry-ci-fake"
+POSTINST = f"""#!/bin/sh
+set -e
+if [ "$1" = configure ]; then
+  deb-systemd-helper unmask {SERVICE}.service >/dev/null || true
+  if deb-systemd-helper --quiet was-enabled {SERVICE}.service; then
+    deb-systemd-helper enable {SERVICE}.service >/dev/null || true
+  else
+    deb-systemd-helper update-state {SERVICE}.service >/dev/null || true
+  fi
+  update-rc.d {SERVICE} defaults >/dev/null
+  invoke-rc.d {SERVICE} start || exit 1
+fi
+"""
+INIT = f"""#!/bin/sh
+### BEGIN INIT INFO
+# Provides:          {SERVICE}
+# Required-Start:    $remote_fs
+# Required-Stop:     $remote_fs
+# Default-Start:     2 3 4 5
+# Default-Stop:      0 1 6
+# Short-Description: a service that records that it was started
+### END INIT INFO
+[ "$1" = start ] && touch /var/lib/{SERVICE}-started
+exit 0
+"""
+UNIT = f"[Unit]\nDescription=test\n[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n"
+
+
+def fake_package(folder) -> str:
+    require_tools({"dpkg-deb": "dpkg", "deb-systemd-helper": "init-system-helpers"})
+    root = folder / "pkg"
+    for path, text, mode in ((f"DEBIAN/control", f"Package: {SERVICE}\nVersion: 1.0\nArchitecture: all\n"
+                              "Maintainer: tests <tests@localhost>\nDescription: test service\n", 0o644),
+                             ("DEBIAN/postinst", POSTINST, 0o755), (f"etc/init.d/{SERVICE}", INIT, 0o755),
+                             (f"lib/systemd/system/{SERVICE}.service", UNIT, 0o644)):
+        target = root / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+        target.chmod(mode)
+    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(root), str(folder / f"{SERVICE}.deb")],
+                   check=True, capture_output=True)
+    return str(folder / f"{SERVICE}.deb")
+
+
+def plain_node(nodes):
+    """A node as a running host is: no policy-rc.d (Docker images ship one), and a runlevel
+    (invoke-rc.d starts nothing where /sbin/runlevel cannot tell one)."""
+    node = nodes.start()
+    node.sh("rm -f /usr/sbin/policy-rc.d && printf '#!/bin/sh\\necho N 2\\n' > /usr/sbin/runlevel && chmod 755 /usr/sbin/runlevel")
+    return node
+
+
+def test_without_the_guard_the_same_install_starts_the_service_and_enables_it_at_boot(nodes, tmp_path):
+    # The control: what .ci/run did before, which the test below must tell apart.
+    package = fake_package(tmp_path)
+    node = plain_node(nodes)
+    result = node.inside("apt-get", "install", "-y", "-qq", package, check=False, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert node.path(f"/var/lib/{SERVICE}-started").exists()
+    assert node.path(f"/etc/rc2.d/S01{SERVICE}").is_symlink()
+
+
+def test_a_real_package_install_starts_no_service_and_enables_none_at_boot(nodes, tmp_path):
+    package = fake_package(tmp_path)
+    node = plain_node(nodes)
+    before = node.snapshot(roots=BOOT + ("/etc/init.d",), extra=())
+    result = node.inside("env", f"PATH={os.environ['PATH']}", str(ROOT / ".ci" / "install-packages"), package, check=False,
+                         timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert node.inside("dpkg", "-s", SERVICE, check=False).returncode == 0, "installed"
+    assert not node.path(f"/var/lib/{SERVICE}-started").exists(), "policy-rc.d kept it from starting"
+    changes = diff(before, node.snapshot(roots=BOOT + ("/etc/init.d",), extra=()))
+    assert changes == [f"added /etc/init.d/{SERVICE}"], "the package's files, and no link that starts it at boot"
+
