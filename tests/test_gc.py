@@ -130,6 +130,14 @@ def something_pushed(world) -> None:
         assert push(world, layout, f"{CLUSTER_IP}:5000/gc/something:1").returncode == 0
 
 
+def wait_until_collecting(world, name: str, why: str = "the job never started collecting") -> None:
+    """Until the job `name` reaches `registry garbage-collect` (its hook says so)."""
+    deadline = time.monotonic() + 30
+    while not (world["root"] / f"{name}-collecting").exists():
+        assert time.monotonic() < deadline, why
+        time.sleep(0.1)
+
+
 def job(world, name: str, gc_hook: bool = True, binary: str = REGISTRY_BINARY, port: int = 0) -> Registry:
     """The CronJob's pod: its exact container (command, env, mounts) on the registry's volume."""
     hook = world["root"] / f"{name}-registry"
@@ -169,10 +177,7 @@ def test_collection_deletes_an_untagged_image_refuses_pushes_meanwhile_and_keeps
     job_endpoint = f"127.0.0.1:{world['job_port']}"
     try:
         wait_for_mode(world, "ro")
-        deadline = time.monotonic() + 30
-        while not (root / "job-collecting").exists():
-            assert time.monotonic() < deadline, "the job never started collecting"
-            time.sleep(0.1)
+        wait_until_collecting(world, "job")
 
         # The window: both pods serve read-only.
         for target in (CLUSTER_IP + ":5000", job_endpoint):
@@ -386,10 +391,7 @@ def test_a_collection_stops_without_deleting_once_the_registry_leaves_read_only(
     registry = world["registry"]
     try:
         wait_for_mode(world, "ro")
-        deadline = time.monotonic() + 30
-        while not (root / "interrupted-collecting").exists():
-            assert time.monotonic() < deadline, "the job never started collecting"
-            time.sleep(0.1)
+        wait_until_collecting(world, "interrupted")
         registry.stop()
         assert mode(world) == "stopped"
         deadline = time.monotonic() + 10
@@ -417,10 +419,7 @@ def test_a_job_stopped_mid_sweep_stops_the_sweep_at_once_and_hands_back(world):
     collector = job(world, "termed")
     collector.start(extra_env=FAST_JOB)
     try:
-        deadline = time.monotonic() + 30
-        while not (root / "termed-collecting").exists():
-            assert time.monotonic() < deadline, "the job never started collecting"
-            time.sleep(0.1)
+        wait_until_collecting(world, "termed")
         stopped = time.monotonic()
         collector.process.send_signal(signal.SIGTERM)
         assert collector.process.wait(60) != 0
@@ -467,10 +466,7 @@ def test_a_read_only_mode_left_by_an_earlier_pod_is_no_handshake(world):
         time.sleep(4)
         assert not (root / "leftover-collecting").exists(), "it collected on a mode nobody wrote for it"
         registry.start(extra_env=FAST)
-        deadline = time.monotonic() + 30
-        while not (root / "leftover-collecting").exists():
-            assert time.monotonic() < deadline, "the job never collected once the registry answered"
-            time.sleep(0.1)
+        wait_until_collecting(world, "leftover", "the job never collected once the registry answered")
         (root / "leftover-go").touch()
         assert collector.process.wait(60) == 0, (root / "leftover.log").read_text()[-3000:]
     finally:
