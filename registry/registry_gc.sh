@@ -130,6 +130,13 @@ mkdir -p "$dir"
 trap finish EXIT
 trap 'exit 1' TERM INT
 if ! take_lock; then log "could not create $LOCK; nothing collected"; exit 1; fi
+if [ ! -d "$REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY/docker/registry/v2/repositories" ]; then
+  # garbage-collect fails on a registry nothing was pushed to yet ("Path not
+  # found"); and the registry need not turn read-only for nothing.
+  log "nothing was pushed yet; nothing to collect"
+  status=0
+  exit 0
+fi
 (while sleep "$renew"; do touch "$LOCK"; [ -e "$FLAG" ] && touch "$FLAG"; done) &
 keeper=$!
 REGISTRY_STORAGE_MAINTENANCE_READONLY='{"enabled": true}' registry serve "$config" &
@@ -142,12 +149,6 @@ if ! wait_until read_only_for_us 300; then
   read_mode
   log "the registry's pod did not turn read-only within 300s (its mode: ${mode_word:-none} ${mode_token:-}; its log says why); nothing collected"
   exit 1
-fi
-if [ ! -d "$REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY/docker/registry/v2/repositories" ]; then
-  # garbage-collect fails on a registry nothing was pushed to yet ("Path not found").
-  log "nothing was pushed yet; nothing to collect"
-  status=0
-  exit 0
 fi
 log "collecting"
 registry garbage-collect --delete-untagged "$config" &

@@ -12,6 +12,7 @@ import pulumi_kubernetes as k8s
 
 from . import maintenance
 from .certificates import SERVICE_NAME
+from .node_trust import stack_identity
 from .settings import Settings
 
 # The container always listens here; the Service maps `port` onto it. A fixed
@@ -58,7 +59,7 @@ STACK_LABEL = "registry.pulumi.com/stack"
 
 def stack_label_value() -> str:
     """organization.project.stack, or a digest of it where that is no label value."""
-    value = f"{pulumi.get_organization()}.{pulumi.get_project()}.{pulumi.get_stack()}"
+    value = stack_identity().replace("/", ".")
     if len(value) <= 63 and re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?", value):
         return value
     return "sha256-" + hashlib.sha256(value.encode()).hexdigest()[:32]
