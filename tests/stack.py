@@ -390,7 +390,7 @@ KEY = "stands-for-a-secret-output"
 def settings_from(values: dict, key=KEY) -> Settings:
     """Settings from config values (keys without `registry:`), without a program run."""
     raw = {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
-    return parse_settings(raw.get, key)
+    return parse_settings(raw.get, {"sshPrivateKey": key} if key is not None else {})
 
 
 @dataclass

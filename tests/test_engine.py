@@ -650,7 +650,7 @@ def test_the_readmes_first_run_sets_up_a_stack_with_the_real_cli_as_written(tmp_
     config = {k.split(":", 1)[1]: v["value"] for k, v in json.loads(result.stdout[result.stdout.index("{"):]).items()
               if k.startswith("registry:")}
     assert config["sshPrivateKey"].strip() == (home / ".ssh" / "id_ed25519").read_text().strip()
-    settings = parse_settings({k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}.get, "key")
+    settings = parse_settings({k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}.get, {"sshPrivateKey": "key"})
     assert [n.name for n in settings.nodes] == ["control-plane", "worker-1", "worker-2"]
     assert list((home / ".pulumi" / "stacks").rglob("dev.json")), "the stack's state in the file backend"
     stack_file = (project / "Pulumi.dev.yaml").read_text()

@@ -190,7 +190,7 @@ def test_settings_repr_never_shows_the_ssh_key():
 
 def test_an_unknown_key_is_refused_and_the_likely_one_named():
     with pytest.raises(SettingsError) as caught:
-        parse_settings({}.get, KEY, keys={"nodeport", "hostname"})
+        parse_settings({}.get, {"sshPrivateKey": KEY}, keys={"nodeport", "hostname"})
     message = str(caught.value)
     assert "registry:nodeport is not a setting of this program; did you mean registry:nodePort?" in message
     assert "hostname" not in message.split("settings:")[0]
@@ -215,7 +215,7 @@ def test_s3_defaults_follow_the_endpoint():
 
 def test_s3_secret_key_without_access_key_is_refused():
     with pytest.raises(SettingsError) as caught:
-        parse_settings({"storage": "s3", "s3": '{"bucket": "registry"}'}.get, None, s3_secret_access_key=KEY)
+        parse_settings({"storage": "s3", "s3": '{"bucket": "registry"}'}.get, {"s3SecretAccessKey": KEY})
     assert "registry:s3SecretAccessKey is set without registry:s3AccessKeyId" in str(caught.value)
 
 
@@ -265,11 +265,11 @@ HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINPxDQB8MdU6LMnnmNqGHrKF6hFyVzGe
 def test_ssh_as_operators_have_it_agent_bastion_passphrase_host_keys():
     nodes = [{"name": "a", "host": "10.0.0.1", "hostKey": HOST_KEY}]
     raw = {"nodes": json.dumps(nodes), "sshAgent": "true", "sshBastion": json.dumps({"host": "jump.example.com", "user": "ops"})}
-    s = parse_settings(raw.get, None, environ={"SSH_AUTH_SOCK": "/run/user/1000/agent.sock"})
+    s = parse_settings(raw.get, environ={"SSH_AUTH_SOCK": "/run/user/1000/agent.sock"})
     assert s.ssh_agent and s.nodes[0].host_key == HOST_KEY
     assert (s.ssh_bastion.host, s.ssh_bastion.port, s.ssh_bastion.user) == ("jump.example.com", 22, "ops")
     with pytest.raises(SettingsError) as caught:
-        parse_settings(raw.get, None, environ={})
+        parse_settings(raw.get, environ={})
     assert "registry:sshAgent is true, but SSH_AUTH_SOCK is not set" in str(caught.value)
     assert "or set registry:sshAgent true" in refusal({"nodes": nodes}, key=None)
     assert "registry:sshKeyPassphrase is set without registry:sshPrivateKey" in refusal({"sshKeyPassphrase": "x"}, key=None)
