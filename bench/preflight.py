@@ -41,7 +41,7 @@ from registry import preflight
 from tests.stack import settings_from
 imported = time.perf_counter()
 settings = settings_from(json.loads({config!r}))
-assert preflight.check_cluster(settings) is None
+assert preflight.check_cluster(settings, preflight.connect(settings)) is None
 print(json.dumps([imported - started, time.perf_counter() - imported]))
 """
 

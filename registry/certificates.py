@@ -7,14 +7,13 @@ without touching a single node.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import pulumi
 import pulumi_tls as tls
 
-from .settings import Settings
-
-SERVICE_NAME = "registry"
+from .names import service_dns_names
+from .validators import is_ip
 CA_VALIDITY_HOURS = 10 * 365 * 24
 # Replace the CA during the last year of its ten: that gives every node a
 # whole year of `pulumi up` runs to pick up the new one.
@@ -30,29 +29,28 @@ def early_renewal_hours(validity_hours: int) -> int:
     return max(1, min(30 * 24, validity_hours // 3))
 
 
-def server_dns_names(settings: Settings) -> list[str]:
+def server_dns_names(args: CertificatesArgs) -> list[str]:
     """Every name a client may dial; Go ignores the CN, so each must be a SAN."""
-    names = [
-        settings.hostname,
-        f"{SERVICE_NAME}.{settings.namespace}.svc",
-        f"{SERVICE_NAME}.{settings.namespace}.svc.cluster.local",
-        "localhost",
-    ]
-    names += [node.host.lower() for node in settings.nodes if not node.is_ip]
+    names = [args.hostname, *service_dns_names(args.namespace), "localhost"]
+    names += [host.lower() for host in args.node_hosts if not is_ip(host)]
     return list(dict.fromkeys(names))
 
 
-def server_ip_addresses(settings: Settings) -> list[str]:
+def server_ip_addresses(args: CertificatesArgs) -> list[str]:
     """The fixed clusterIp (when set), every node IP (NodePort access) and loopback."""
-    ips = ([settings.cluster_ip] if settings.cluster_ip else []) + [
-        node.host for node in settings.nodes if node.is_ip
-    ] + ["127.0.0.1"]
+    ips = ([args.cluster_ip] if args.cluster_ip else []) + [host for host in args.node_hosts if is_ip(host)] + ["127.0.0.1"]
     return list(dict.fromkeys(ips))
 
 
 @dataclass
 class CertificatesArgs:
-    settings: Settings
+    hostname: str
+    namespace: str
+    # The nodes' addresses or DNS names: clients outside the cluster dial them (node port).
+    node_hosts: Sequence[str] = ()
+    cluster_ip: Optional[str] = None
+    ca_generation: int = 1
+    validity_days: int = 365
 
 
 def ca_generations(generation: int) -> list[int]:
@@ -89,14 +87,13 @@ class Certificates(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: CertificatesArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("registry:index:Certificates", name, None, opts)
-        settings = args.settings
         child = pulumi.ResourceOptions(parent=self)
 
         cas = []
-        for generation in ca_generations(settings.ca_generation):
+        for generation in ca_generations(args.ca_generation):
             key_name, cert_name = ca_resource_names(name, generation)
             ca_key = tls.PrivateKey(key_name, algorithm="ECDSA", ecdsa_curve="P256", opts=child)
-            common_name = f"{settings.hostname} registry CA"
+            common_name = f"{args.hostname} registry CA"
             ca = tls.SelfSignedCert(
                 cert_name,
                 private_key_pem=ca_key.private_key_pem,
@@ -117,12 +114,12 @@ class Certificates(pulumi.ComponentResource):
         request = tls.CertRequest(
             f"{name}-server-request",
             private_key_pem=server_key.private_key_pem,
-            dns_names=server_dns_names(settings),
-            ip_addresses=server_ip_addresses(settings),
-            subject=tls.CertRequestSubjectArgs(common_name=settings.hostname),
+            dns_names=server_dns_names(args),
+            ip_addresses=server_ip_addresses(args),
+            subject=tls.CertRequestSubjectArgs(common_name=args.hostname),
             opts=child,
         )
-        validity_hours = settings.cert_validity_days * 24
+        validity_hours = args.validity_days * 24
         server = tls.LocallySignedCert(
             f"{name}-server",
             cert_request_pem=request.cert_request_pem,

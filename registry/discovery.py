@@ -13,11 +13,8 @@ from typing import Optional, Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
-from .certificates import SERVICE_NAME
-from .settings import Settings
+from .names import DISCOVERY_CONFIGMAP, DISCOVERY_NAMESPACE
 
-CONFIGMAP_NAME = "local-registry-hosting"
-CONFIGMAP_NAMESPACE = "kube-public"
 DATA_KEY = "localRegistryHosting.v1"
 HELP = (
     "A private registry made by a Pulumi program. To push from this machine, run "
@@ -25,23 +22,28 @@ HELP = (
 )
 
 
-def hosting_document(settings: Settings) -> str:
-    """The `localRegistryHosting.v1` YAML: each value a JSON string, which YAML reads as is."""
-    fields = {}
-    if settings.external_endpoints:
-        # From outside the cluster: a node's address and the node port.
-        fields["host"] = settings.external_endpoints[0]
-    fields["hostFromContainerRuntime"] = settings.endpoint
-    fields["hostFromClusterNetwork"] = f"{SERVICE_NAME}.{settings.namespace}.svc:{settings.port}"
-    fields["help"] = HELP
-    return "".join(f"{key}: {json.dumps(value)}\n" for key, value in fields.items())
-
-
 @dataclass
 class DiscoveryArgs:
-    settings: Settings
+    # hostname:port, as nodes' runtimes pull.
+    endpoint: str
+    # The Service's name in cluster DNS with the port, as in-cluster builders push.
+    cluster_endpoint: str
+    # A node's address and the node port, from outside the cluster; None without nodes.
+    external_endpoint: Optional[str] = None
     # What must exist first (the pull secrets in namespaces of the user's).
     after: Sequence[pulumi.Resource] = ()
+
+
+def hosting_document(args: DiscoveryArgs) -> str:
+    """The `localRegistryHosting.v1` YAML: each value a JSON string, which YAML reads as is."""
+    fields = {}
+    if args.external_endpoint:
+        # From outside the cluster: a node's address and the node port.
+        fields["host"] = args.external_endpoint
+    fields["hostFromContainerRuntime"] = args.endpoint
+    fields["hostFromClusterNetwork"] = args.cluster_endpoint
+    fields["help"] = HELP
+    return "".join(f"{key}: {json.dumps(value)}\n" for key, value in fields.items())
 
 
 class Discovery(pulumi.ComponentResource):
@@ -49,8 +51,8 @@ class Discovery(pulumi.ComponentResource):
         super().__init__("registry:index:Discovery", name, None, opts)
         k8s.core.v1.ConfigMap(
             f"{name}-local-registry-hosting",
-            metadata={"name": CONFIGMAP_NAME, "namespace": CONFIGMAP_NAMESPACE},
-            data={DATA_KEY: hosting_document(args.settings)},
+            metadata={"name": DISCOVERY_CONFIGMAP, "namespace": DISCOVERY_NAMESPACE},
+            data={DATA_KEY: hosting_document(args)},
             # The name is fixed by the KEP: a replacement must free it first.
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.after), delete_before_replace=True),
         )

@@ -21,8 +21,10 @@ needs `storage: pvc` (replicas on a bucket share no volume).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Optional
 
-from .settings import Settings
+if TYPE_CHECKING:
+    from .pod import PodConfig
 
 HERE = Path(__file__).resolve().parent
 COMMON = (HERE / "maintenance_common.sh").read_text()
@@ -40,8 +42,9 @@ ROLE_LABEL = "registry.pulumi.com/role"
 GC_ROLE = "garbage-collection"
 
 
-def enabled(settings: Settings) -> bool:
-    return bool(settings.gc_schedule) and settings.s3 is None
+def enabled(pod: PodConfig) -> bool:
+    """Collection runs on a volume of the pod's own; replicas on a bucket share none."""
+    return bool(pod.gc_schedule) and pod.s3 is None
 
 
 def serve_command() -> list[str]:
@@ -78,7 +81,7 @@ def drain_env() -> dict:
     return {"name": "REGISTRY_HTTP_DRAINTIMEOUT", "value": "25s"}
 
 
-def cron_job_spec(settings: Settings, pod: dict, app_labels: dict[str, str]) -> dict:
+def cron_job_spec(schedule: Optional[str], pod: dict, app_labels: dict[str, str]) -> dict:
     """The CronJob's spec: `pod` is the registry's pod spec, whose container it reuses."""
     (registry,) = pod["containers"]
     container = {
@@ -90,7 +93,7 @@ def cron_job_spec(settings: Settings, pod: dict, app_labels: dict[str, str]) -> 
     }
     container.pop("livenessProbe", None)
     return {
-        "schedule": settings.gc_schedule,
+        "schedule": schedule,
         "concurrencyPolicy": "Forbid",
         "startingDeadlineSeconds": 3600,
         "successfulJobsHistoryLimit": 1,

@@ -22,8 +22,8 @@ import pulumi
 import pulumi_command as command
 
 from .node_script import as_root
-from .node_trust import connection
-from .settings import Settings
+from .node_trust import SshAccess, connection
+from .settings import Node
 
 # The registry image's user (the Deployment's runAsUser and fsGroup).
 REGISTRY_UID = 1000
@@ -72,7 +72,11 @@ def delete_script(path: str, keep: bool) -> str:
 
 @dataclass
 class NodeStorageArgs:
-    settings: Settings
+    node: Node
+    path: str
+    # Whether destroy leaves the folder and its images (registry:keepData).
+    keep: bool
+    ssh: SshAccess
 
 
 class NodeStorage(pulumi.ComponentResource):
@@ -82,15 +86,13 @@ class NodeStorage(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: NodeStorageArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("registry:index:NodeStorage", name, None, opts)
-        settings = args.settings
-        node, path = settings.storage_node, settings.storage_path
-        assert node is not None and path is not None
+        node, path = args.node, args.path
         self.command = command.remote.Command(
             f"{name}-folder",
-            connection=connection(settings, node),
+            connection=connection(args.ssh, node),
             create=as_root(create_script(path), node.user),
             # keepData changes the delete in place: the stored delete is the newest.
-            delete=as_root(delete_script(path, settings.keep_data), node.user),
+            delete=as_root(delete_script(path, args.keep), node.user),
             # Another folder or another node: the old delete runs there, the new
             # create here. How the node is reached (host, port, user) is not a
             # trigger: with keepData false the replacement's delete would wipe

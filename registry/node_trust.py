@@ -3,42 +3,46 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import pulumi
 import pulumi_command as command
 
+from .names import stack_identity
 from .node_script import STATE_FORMAT, NodeTrustParams, create_script, delete_script, program, remote_command
-from .settings import Node, Settings
+from .settings import Bastion, Node
 
 
-def stack_identity() -> str:
-    """The stack, as nodes record who owns their changes: organization/project/stack."""
-    return f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
+@dataclass
+class SshAccess:
+    """The stack's SSH credentials: a key (and its passphrase), or none for
+    the ssh-agent; and the jump host, if any."""
+
+    private_key: Optional[pulumi.Input[str]] = None
+    passphrase: Optional[pulumi.Input[str]] = None
+    bastion: Optional[Bastion] = None
 
 
-def node_params(settings: Settings, node: Node, stack: str) -> NodeTrustParams:
-    return NodeTrustParams(
-        hostname=settings.hostname, port=settings.port, stack=stack, entry=node.name, runtime=node.runtime
-    )
+def node_params(hostname: str, port: int, node: Node, stack: str) -> NodeTrustParams:
+    return NodeTrustParams(hostname=hostname, port=port, stack=stack, entry=node.name, runtime=node.runtime)
 
 
-def connection(settings: Settings, node: Node) -> command.remote.ConnectionArgs:
+def connection(ssh: SshAccess, node: Node) -> command.remote.ConnectionArgs:
     """How pulumi-command reaches a node: the stack's key (and its passphrase), or
     the ssh-agent of SSH_AUTH_SOCK, which pulumi-command reads itself
     (remote/connection.go); through the bastion when there is one; the node's
     host key checked when it is given, else not."""
-    bastion = settings.ssh_bastion
+    bastion = ssh.bastion
     return command.remote.ConnectionArgs(
         host=node.host,
         port=node.port,
         user=node.user,
-        private_key=settings.ssh_private_key,
-        private_key_password=settings.ssh_key_passphrase,
+        private_key=ssh.private_key,
+        private_key_password=ssh.passphrase,
         host_key=node.host_key,
         proxy=command.remote.ProxyConnectionArgs(
             host=bastion.host, port=bastion.port, user=bastion.user, host_key=bastion.host_key,
-            private_key=settings.ssh_private_key, private_key_password=settings.ssh_key_passphrase,
+            private_key=ssh.private_key, private_key_password=ssh.passphrase,
             dial_error_limit=5, per_dial_timeout=30,
         ) if bastion else None,
         dial_error_limit=5,
@@ -46,7 +50,7 @@ def connection(settings: Settings, node: Node) -> command.remote.ConnectionArgs:
     )
 
 
-def replacement_triggers(settings: Settings, node: Node, stack: str) -> list:
+def replacement_triggers(endpoint: str, node: Node, stack: str) -> list:
     """What the delete that undoes a create must know: a change to any of it is
     a replacement, in which the old delete runs with the old values.
 
@@ -55,12 +59,15 @@ def replacement_triggers(settings: Settings, node: Node, stack: str) -> list:
     release that only rewords it updates the commands in place (pulumi-command
     re-runs create); one that changes what a node holds raises STATE_FORMAT.
     """
-    return [STATE_FORMAT, settings.endpoint, stack, node.name, node.host, node.port, node.user]
+    return [STATE_FORMAT, endpoint, stack, node.name, node.host, node.port, node.user]
 
 
 @dataclass
 class NodeTrustArgs:
-    settings: Settings
+    nodes: Sequence[Node]
+    hostname: str
+    port: int
+    ssh: SshAccess
     ca_cert_pem: pulumi.Input[str]
     cluster_ip: pulumi.Input[str]
     # The Service: the clusterIP must exist before a node points its name at it.
@@ -72,11 +79,11 @@ class NodeTrust(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: NodeTrustArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("registry:index:NodeTrust", name, None, opts)
-        settings = args.settings
         stack = stack_identity()
+        endpoint = f"{args.hostname}:{args.port}"
         self.commands = {}
-        for node in settings.nodes:
-            params = node_params(settings, node, stack)
+        for node in args.nodes:
+            params = node_params(args.hostname, args.port, node, stack)
             user = node.user
             create = pulumi.Output.all(args.cluster_ip, args.ca_cert_pem).apply(
                 lambda values, params=params, user=user: remote_command(
@@ -85,7 +92,7 @@ class NodeTrust(pulumi.ComponentResource):
             )
             self.commands[node.name] = command.remote.Command(
                 f"{name}-{node.name}",
-                connection=connection(settings, node),
+                connection=connection(args.ssh, node),
                 create=create,
                 delete=remote_command(delete_script(params), user),
                 # pulumi-command (remote/commandOutputs.go) hands `stdin` to
@@ -95,7 +102,7 @@ class NodeTrust(pulumi.ComponentResource):
                 # pulumi-command (remote/commandController.go) runs `create`
                 # again on an update when no `update` is given, and `delete`
                 # from the stored old inputs; a trigger change replaces.
-                triggers=replacement_triggers(settings, node, stack),
+                triggers=replacement_triggers(endpoint, node, stack),
                 # The previous stdout would land in the environment; nothing here needs it.
                 add_previous_output_in_env=False,
                 opts=pulumi.ResourceOptions(

@@ -31,13 +31,11 @@ from typing import Optional, Protocol
 import pulumi
 
 from . import own_certificate
-from .certificates import SERVICE_NAME
-from .discovery import CONFIGMAP_NAME, CONFIGMAP_NAMESPACE
-from .pull_secrets import PULL_SECRET_NAME
-from .settings import KubeAccess, Settings, SettingsError
-from .workload import (
-    CA_GENERATION_LABEL, DATA_CLAIM, HOSTNAME_LABEL, STACK_LABEL, TLS_SECRET, owned_labels, stack_label_value,
+from .names import (
+    CA_GENERATION_LABEL, DATA_CLAIM, DISCOVERY_CONFIGMAP, DISCOVERY_NAMESPACE, HOSTNAME_LABEL, MANAGED_BY,
+    PULL_SECRET_NAME, SERVICE_NAME, STACK_LABEL, TLS_SECRET, owned_labels, stack_label_value,
 )
+from .settings import KubeAccess, Settings, SettingsError
 
 # Seconds for each read: a first `pulumi preview` must not hang on a dead cluster.
 READ_TIMEOUT = 10
@@ -100,17 +98,12 @@ class UserCertificate:
     ca: str
 
 
-# pulumi-kubernetes puts it on every object it creates (tests/test_engine.py runs
-# `up` twice over objects that carry it).
-MANAGED_BY = ("app.kubernetes.io/managed-by", "pulumi")
-
-
 def own_namespace_labels(settings: Settings) -> dict[str, str]:
     """The labels that mark the registry's namespace as this program's."""
-    return {**owned_labels(settings), MANAGED_BY[0]: MANAGED_BY[1]}
+    return {**owned_labels(settings.hostname), MANAGED_BY[0]: MANAGED_BY[1]}
 
 
-def _ours(found: dict[str, str], settings: Settings) -> bool:
+def _ours(found: dict[str, str]) -> bool:
     """Labels of an object this stack made (its namespace, its Service): whatever its
     hostname, which may change. One made before objects carried the stack (no
     STACK_LABEL) counts as this stack's."""
@@ -137,17 +130,15 @@ def cluster_problems(settings: Settings, cluster: ClusterView) -> tuple[list[str
               ("the Service's address and port", _service_address), ("the CA generation in use", _ca_generation))
     for what, check in checks:
         try:
-            found, warned = check(settings, cluster)
+            problems += check(settings, cluster)
         except CannotRead as reason:
-            found, warned = [], [f"could not check {what} ({reason}); going on"]
-        problems += found
-        warnings += warned
+            warnings.append(f"could not check {what} ({reason}); going on")
     return problems, warnings
 
 
 def _registry_namespace(settings: Settings, cluster: ClusterView) -> list[str]:
     existing = cluster.namespace_labels(settings.namespace)
-    if existing is None or _ours(existing, settings):
+    if existing is None or _ours(existing):
         return []
     mine = own_namespace_labels(settings)
     return [
@@ -158,7 +149,7 @@ def _registry_namespace(settings: Settings, cluster: ClusterView) -> list[str]:
     ]
 
 
-def _pull_secret_namespaces(settings: Settings, cluster: ClusterView) -> tuple[list[str], list[str]]:
+def _pull_secret_namespaces(settings: Settings, cluster: ClusterView) -> list[str]:
     problems = []
     for namespace in settings.pull_secret_namespaces:
         if namespace == settings.namespace:
@@ -194,37 +185,37 @@ def _pull_secret_namespaces(settings: Settings, cluster: ClusterView) -> tuple[l
                 f"lists pull secrets ({', '.join(listed)}), a list the program cannot share. Add "
                 f"{PULL_SECRET_NAME} to it yourself and list it in the pods, or set serviceAccountPullSecret false"
             )
-    return problems, []
+    return problems
 
 
-def _discovery(settings: Settings, cluster: ClusterView) -> tuple[list[str], list[str]]:
+def _discovery(settings: Settings, cluster: ClusterView) -> list[str]:
     if not settings.discovery:
-        return [], []
-    where = f"{CONFIGMAP_NAMESPACE}/{CONFIGMAP_NAME}"
-    if _someone_elses(cluster.object_labels("ConfigMap", CONFIGMAP_NAMESPACE, CONFIGMAP_NAME)):
+        return []
+    where = f"{DISCOVERY_NAMESPACE}/{DISCOVERY_CONFIGMAP}"
+    if _someone_elses(cluster.object_labels("ConfigMap", DISCOVERY_NAMESPACE, DISCOVERY_CONFIGMAP)):
         return [
             f"registry:discovery is true, but the ConfigMap {where} already exists and this program did not "
             "create it (kind and minikube make one for their own registry); set registry:discovery false, or "
-            f"delete it if it is a leftover (kubectl -n {CONFIGMAP_NAMESPACE} delete configmap {CONFIGMAP_NAME})"
-        ], []
-    return [], []
+            f"delete it if it is a leftover (kubectl -n {DISCOVERY_NAMESPACE} delete configmap {DISCOVERY_CONFIGMAP})"
+        ]
+    return []
 
 
-def _storage_node(settings: Settings, cluster: ClusterView) -> tuple[list[str], list[str]]:
+def _storage_node(settings: Settings, cluster: ClusterView) -> list[str]:
     # The pod is pinned by this label; on no node, it stays Pending and `up` times out.
     if settings.storage_node is None:
-        return [], []
+        return []
     name = settings.storage_node.name
     if cluster.node_names(f"{HOSTNAME_LABEL}={name}"):
-        return [], []
+        return []
     known = ", ".join(sorted(cluster.node_names())) or "none"
     return [
         f"registry:storageNode is {name!r}, and no node of the cluster has the label {HOSTNAME_LABEL}={name} "
         f"(its nodes: {known}); name the nodes entry as kubectl get nodes prints it"
-    ], []
+    ]
 
 
-def _service_address(settings: Settings, cluster: ClusterView) -> tuple[list[str], list[str]]:
+def _service_address(settings: Settings, cluster: ClusterView) -> list[str]:
     # A taken address or port fails the Service after the namespace and the
     # pull secrets exist; the API server's message does not say who holds it.
     problems = []
@@ -235,7 +226,7 @@ def _service_address(settings: Settings, cluster: ClusterView) -> tuple[list[str
             "kubectl get servicecidr shows it); choose a free address in it, and set registry:serviceCidr to it"
         )
     for service in cluster.services():
-        if service.name == SERVICE_NAME and _ours(service.labels, settings):
+        if service.name == SERVICE_NAME and _ours(service.labels):
             # Ours, from an earlier up; in another namespace when `namespace`
             # changes, and then deleted before the new one is made.
             continue
@@ -246,37 +237,37 @@ def _service_address(settings: Settings, cluster: ClusterView) -> tuple[list[str
         if settings.node_port in service.node_ports:
             problems.append(f"registry:nodePort {settings.node_port} is taken by the Service {where}; choose a free "
                             "port between 30000 and 32767 (kubectl get svc -A lists those in use)")
-    return problems, []
+    return problems
 
 
-def _ca_generation(settings: Settings, cluster: ClusterView) -> tuple[list[str], list[str]]:
+def _ca_generation(settings: Settings, cluster: ClusterView) -> list[str]:
     # A jump makes two new CAs at once: nodes drop the one the pods still serve
     # with before they roll. Going down would make an old generation anew.
     if settings.tls_certificate is not None or settings.tls_secret is not None:
-        return [], []
+        return []
     found = cluster.object_labels("Secret", settings.namespace, TLS_SECRET)
     in_use = (found or {}).get(CA_GENERATION_LABEL, "")
     if not in_use.isdigit():
-        return [], []  # the first up, or a release before the label
+        return []  # the first up, or a release before the label
     wanted, current = settings.ca_generation, int(in_use)
     if wanted > current + 1:
         return [
             f"registry:caGeneration is {wanted}, and the registry serves with CA generation {current}: raise it by "
             f"one at a time ({current + 1} first, then pulumi up), so that every node trusts a new CA before the "
             "pods serve with it"
-        ], []
+        ]
     if wanted < current:
         return [
             f"registry:caGeneration is {wanted}, below the generation in use ({current}); generations only go up "
             f"(generation {current - 1} and older are gone from the nodes): set it back to {current}, or to "
             f"{current + 1} to rotate"
-        ], []
-    return [], []
+        ]
+    return []
 
 
-def _storage_class(settings: Settings, cluster: ClusterView) -> tuple[list[str], list[str]]:
+def _storage_class(settings: Settings, cluster: ClusterView) -> list[str]:
     if settings.storage != "pvc":
-        return [], []
+        return []
     classes = cluster.storage_classes()
     claimed = cluster.object_labels("PersistentVolumeClaim", settings.namespace, DATA_CLAIM) is not None
     if settings.storage_class is not None and settings.storage_class not in classes and not claimed:
@@ -284,55 +275,87 @@ def _storage_class(settings: Settings, cluster: ClusterView) -> tuple[list[str],
         return [
             f"registry:storageClass is {settings.storage_class!r}, and the cluster has no such StorageClass "
             f"(it has: {known}); name one of those, leave storageClass unset for the default, or use storage node"
-        ], []
+        ]
     if settings.storage_class is None and not any(classes.values()):
         if claimed:
-            return [], []  # an earlier up's claim is bound already: nothing to provision
+            return []  # an earlier up's claim is bound already: nothing to provision
         return [
             "registry:storage is pvc with no storageClass, and the cluster has no default StorageClass "
             "(kubectl get storageclass marks none '(default)'): the claim would wait for a volume and pulumi up "
             "time out. Without a storage provisioner (kubeadm has none) set registry:storage to node, with "
             "registry:storageNode; for PersistentVolumes made by hand, give them a StorageClass and set "
             "registry:storageClass to it"
-        ], []
-    return [], []
+        ]
+    return []
+
+
+class Unreachable:
+    """A cluster that could not be reached: every read says why."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+    def __getattr__(self, read: str):
+        raise CannotRead(self.reason)
 
 
 def connect(settings: Settings) -> ClusterView:
-    """The cluster pulumi-kubernetes deploys to (the tests' mocks put a cluster of their own here)."""
-    return KubernetesView.reaching(settings.kube)
-
-
-def check_cluster(settings: Settings) -> Optional[UserCertificate]:
-    """Refuse, before any resource is registered, a config that this cluster would
-    half-apply. Returns the certificate the user brings (from the config, or read
-    from tlsSecret), or None when the program makes its own."""
-    certificate = None
+    """The cluster pulumi-kubernetes deploys to, with its kubeconfig and context
+    (the tests' mocks put a cluster of their own here)."""
     try:
-        cluster = connect(settings)
+        return KubernetesView.reaching(settings.kube)
+    except CannotRead as reason:
+        return Unreachable(str(reason))  # type: ignore[return-value]
+
+
+def check_cluster(settings: Settings, cluster: ClusterView) -> None:
+    """Refuse, before any resource is registered, a config that this cluster would
+    half-apply, with every problem at once."""
+    try:
         problems, warnings = cluster_problems(settings, cluster)
         if settings.tls_secret is not None:
-            found, certificate = read_tls_secret(settings, cluster)
-            problems += found
+            problems += read_tls_secret(settings, cluster)[0]
     except CannotRead as reason:
         if settings.tls_secret is not None:
-            raise SettingsError(f"registry:tlsSecret is {'/'.join(settings.tls_secret)!r}, and the cluster could not "
-                                f"be read ({reason}); the server certificate comes from there") from None
+            raise _unreadable_tls_secret(settings, reason) from None
         pulumi.log.warn(f"could not read the cluster to check the config before creating anything ({reason}); going on")
         problems, warnings = [], []
     for warning in warnings:
         pulumi.log.warn(warning)
     if problems:
         raise SettingsError("the cluster does not fit the config; nothing was created:\n  " + "\n  ".join(problems))
-    if certificate is None and settings.tls_certificate is not None:
-        certificate = UserCertificate(settings.tls_certificate, settings.tls_key, settings.tls_ca)
+
+
+def _unreadable_tls_secret(settings: Settings, reason: CannotRead) -> SettingsError:
+    assert settings.tls_secret is not None
+    return SettingsError(f"registry:tlsSecret is {'/'.join(settings.tls_secret)!r}, and the cluster could not "
+                         f"be read ({reason}); the server certificate comes from there")
+
+
+def user_certificate(settings: Settings, cluster: ClusterView) -> Optional[UserCertificate]:
+    """The certificate the user brings, from the config or from tlsSecret (as
+    check_cluster accepted it), or None when the program makes its own."""
+    if settings.tls_certificate is not None:
+        return UserCertificate(settings.tls_certificate, settings.tls_key, settings.tls_ca)  # type: ignore[arg-type]
+    if settings.tls_secret is None:
+        return None
+    try:
+        _, certificate = read_tls_secret(settings, cluster)
+    except CannotRead as reason:
+        raise _unreadable_tls_secret(settings, reason) from None
+    assert certificate is not None, "check_cluster refuses a tlsSecret it cannot serve"
+    left = own_certificate.expires(certificate.certificate) - datetime.datetime.now(datetime.timezone.utc)
+    if left < EXPIRY_WARNING:
+        pulumi.log.warn(f"registry:tlsSecret {'/'.join(settings.tls_secret)!r} holds a certificate that expires in "
+                        f"{left.days} days; once it is renewed there, run pulumi up again to serve the new one")
     return certificate
 
 
 def read_tls_secret(settings: Settings, cluster: ClusterView) -> tuple[list[str], Optional[UserCertificate]]:
     """The certificate in the user's kubernetes.io/tls Secret (cert-manager's, say), checked as one from the
-    config is. The program copies it into its own TLS Secret at each run: the copy follows a renewal at the
-    next `pulumi up`."""
+    config is: (problems, None) or ([], the certificate). The program copies it into its own TLS Secret at
+    each run: the copy follows a renewal at the next `pulumi up`."""
+    assert settings.tls_secret is not None
     namespace, name = settings.tls_secret
     where = f"{namespace}/{name}"
     found = cluster.secret(namespace, name)
@@ -352,11 +375,7 @@ def read_tls_secret(settings: Settings, cluster: ClusterView) -> tuple[list[str]
     problems = own_certificate.problems(data["tls.crt"], data["tls.key"], ca, settings.hostname, names)
     if problems:
         return problems, None
-    left = own_certificate.expires(data["tls.crt"]) - datetime.datetime.now(datetime.timezone.utc)
-    if left < EXPIRY_WARNING:
-        pulumi.log.warn(f"registry:tlsSecret {where!r} holds a certificate that expires in {left.days} days; "
-                        "once it is renewed there, run pulumi up again to serve the new one")
-    return [], UserCertificate(data["tls.crt"], pulumi.Output.secret(data["tls.key"]), ca)
+    return [], UserCertificate(data["tls.crt"], pulumi.Output.secret(data["tls.key"]), ca)  # type: ignore[arg-type]
 
 
 class KubernetesView:

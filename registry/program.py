@@ -1,55 +1,129 @@
-"""The program's wiring that does not depend on where keys and passwords come from.
+"""The program's wiring: which component gets which settings, and the outputs.
 
-__main__.py makes the certificates and passwords with pulumi-tls and
-pulumi-random and hands them here as `Material`; so does the engine test's
-program (tests/engine/program.py), which runs this same wiring through the
-real Pulumi CLI and pulumi-kubernetes.
+__main__.py reads the settings, checks the cluster, and calls these; so does
+the engine tests' program (tests/engine/program.py), which runs the same
+wiring through the real Pulumi CLI and pulumi-kubernetes with certificates
+and passwords of its own, where pulumi-tls and pulumi-random cannot run.
 """
 
 from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import pulumi
+import pulumi_kubernetes as k8s
 
+from .certificates import Certificates, CertificatesArgs
+from .credentials import Credentials, CredentialsArgs
 from .discovery import Discovery, DiscoveryArgs
+from .names import service_dns_names
+from .node_storage import NodeStorage, NodeStorageArgs
+from .node_trust import NodeTrust, NodeTrustArgs, SshAccess
+from .pod import PodConfig
+from .preflight import UserCertificate
 from .pull_secrets import PullSecrets, PullSecretsArgs
 from .settings import Settings
-from .workload import Workload, WorkloadArgs
+from .workload import ServingCertificate, Workload, WorkloadArgs
 from .workstation import setup_script
+
+NodeSteps = Callable[[k8s.core.v1.Service], Sequence[pulumi.Resource]]
 
 
 @dataclass
 class Material:
-    """The certificates and passwords the registry serves with."""
+    """The certificate and the passwords the registry serves with."""
 
-    # Every CA certificate clients trust (caGeneration N and N-1), one PEM file.
-    ca_cert_pem: pulumi.Input[str]
-    server_cert_pem: pulumi.Input[str]
-    server_key_pem: pulumi.Input[str]
+    certificate: ServingCertificate
     htpasswd: pulumi.Input[str]
     http_secret: pulumi.Input[str]
     passwords: Mapping[str, pulumi.Output[str]]
 
 
 @dataclass
-class InCluster:
+class Deployed:
     workload: Workload
     pull_secrets: PullSecrets
 
 
-def deploy_in_cluster(
-    settings: Settings,
-    material: Material,
-    trust_nodes: Callable[[Workload], Sequence[pulumi.Resource]] = lambda workload: [],
-) -> InCluster:
-    """The workload, the pull secrets and the discovery ConfigMap, from the settings and the material.
+def passwords(settings: Settings) -> Credentials:
+    """A password for every user, their htpasswd file, and the registry's HTTP secret."""
+    return Credentials("registry", CredentialsArgs(users=settings.users))
 
-    `trust_nodes` makes the nodes trust the CA and resolve the Service's
-    clusterIP; the pods roll out after what it returns.
-    """
+
+def own_certificates(settings: Settings) -> ServingCertificate:
+    """A CA of the program's own (generations N and N-1) and a server certificate it signs."""
+    made = Certificates("registry", CertificatesArgs(
+        hostname=settings.hostname,
+        namespace=settings.namespace,
+        node_hosts=[node.host for node in settings.nodes],
+        cluster_ip=settings.cluster_ip,
+        ca_generation=settings.ca_generation,
+        validity_days=settings.cert_validity_days,
+    ))
+    return ServingCertificate(ca_pem=made.ca_bundle_pem, cert_pem=made.server_cert_pem, key_pem=made.server_key_pem)
+
+
+def serving_certificate(
+    user: Optional[UserCertificate], own: Callable[[], ServingCertificate],
+) -> ServingCertificate:
+    """The user's certificate when they bring one (from the config or their Secret,
+    checked by registry/preflight.py), with no CA of the program's; else `own()`."""
+    if user is not None:
+        return ServingCertificate(ca_pem=user.ca, cert_pem=user.certificate, key_pem=user.key)
+    return own()
+
+
+def material(certificate: ServingCertificate, credentials: Credentials) -> Material:
+    return Material(certificate=certificate, htpasswd=credentials.htpasswd, http_secret=credentials.http_secret,
+                    passwords=credentials.passwords)
+
+
+def ssh_access(settings: Settings) -> SshAccess:
+    return SshAccess(private_key=settings.ssh_private_key, passphrase=settings.ssh_key_passphrase,
+                     bastion=settings.ssh_bastion)
+
+
+def prepare_nodes(settings: Settings, ca_pem: pulumi.Input[str]) -> NodeSteps:
+    """Every node trusts the CA bundle and resolves the name; with storage node
+    the data folder is ready too. The pods roll out after what this returns."""
+    def prepare(service: k8s.core.v1.Service) -> list[pulumi.Resource]:
+        ready: list[pulumi.Resource] = []
+        if settings.storage_node is not None and settings.storage_path is not None:
+            ready.append(NodeStorage("registry-storage", NodeStorageArgs(
+                node=settings.storage_node, path=settings.storage_path, keep=settings.keep_data,
+                ssh=ssh_access(settings),
+            )).command)
+        trust = NodeTrust("registry-node", NodeTrustArgs(
+            nodes=settings.nodes, hostname=settings.hostname, port=settings.port, ssh=ssh_access(settings),
+            ca_cert_pem=ca_pem, cluster_ip=service.spec.cluster_ip, service=service,
+        ))
+        return ready + list(trust.commands.values())
+    return prepare
+
+
+def pod_config(settings: Settings) -> PodConfig:
+    return PodConfig(
+        hostname=settings.hostname,
+        image=settings.image,
+        storage=settings.storage,
+        s3=settings.s3,
+        storage_path=settings.storage_path,
+        storage_node=settings.storage_node.name if settings.storage_node else None,
+        metrics=settings.metrics,
+        resources=settings.resources,
+        node_selector=settings.node_selector,
+        tolerations=settings.tolerations,
+        affinity=settings.affinity,
+        image_pull_secret=settings.image_pull_secret is not None,
+        gc_schedule=settings.gc_schedule,
+    )
+
+
+def deploy(settings: Settings, material: Material, nodes: NodeSteps = lambda service: []) -> Deployed:
+    """The pull secrets, the workload and the discovery ConfigMap. `nodes`
+    prepares the nodes once the Service has its address; the pods wait for it."""
     username = settings.users[0]
     pull_secrets = PullSecrets(
         "registry-pull",
@@ -66,20 +140,33 @@ def deploy_in_cluster(
     workload = Workload(
         "registry",
         WorkloadArgs(
-            settings=settings,
-            ca_cert_pem=material.ca_cert_pem,
-            server_cert_pem=material.server_cert_pem,
-            server_key_pem=material.server_key_pem,
+            namespace=settings.namespace,
+            pod=pod_config(settings),
+            certificate=material.certificate,
             htpasswd=material.htpasswd,
             http_secret=material.http_secret,
+            port=settings.port,
+            node_port=settings.node_port,
+            cluster_ip=settings.cluster_ip,
+            replicas=settings.replicas,
+            storage_size=settings.storage_size,
+            storage_class=settings.storage_class,
+            ca_generation=settings.ca_generation,
+            s3_secret_access_key=settings.s3_secret_access_key,
+            image_pull_secret=settings.image_pull_secret,
             after=pull_secrets.foreign,
+            prepare_nodes=nodes,
         ),
     )
     pull_secrets.add_own(workload.namespace)
-    workload.roll_out(after=trust_nodes(workload))
     if settings.discovery:
-        Discovery("registry-discovery", DiscoveryArgs(settings=settings, after=pull_secrets.foreign))
-    return InCluster(workload=workload, pull_secrets=pull_secrets)
+        Discovery("registry-discovery", DiscoveryArgs(
+            endpoint=settings.endpoint,
+            cluster_endpoint=f"{service_dns_names(settings.namespace)[0]}:{settings.port}",
+            external_endpoint=(settings.external_endpoints or [None])[0],
+            after=pull_secrets.foreign,
+        ))
+    return Deployed(workload=workload, pull_secrets=pull_secrets)
 
 
 def login_command(settings: Settings) -> str:
@@ -90,20 +177,21 @@ def login_command(settings: Settings) -> str:
     )
 
 
-def stack_outputs(settings: Settings, material: Material, cluster: InCluster) -> dict[str, Any]:
+def stack_outputs(settings: Settings, material: Material, deployed: Deployed) -> dict[str, Any]:
     """The README's outputs contract, by name."""
     username = settings.users[0]
+    ca_pem = material.certificate.ca_pem
     return {
         "endpoint": settings.endpoint,
         "externalEndpoints": settings.external_endpoints,
-        "clusterIp": cluster.workload.cluster_ip,
+        "clusterIp": deployed.workload.cluster_ip,
         "username": username,
         "password": pulumi.Output.secret(material.passwords[username]),
         "credentials": pulumi.Output.secret(dict(material.passwords)),
-        "caCertificate": material.ca_cert_pem,
-        "pullSecretName": cluster.pull_secrets.name,
+        "caCertificate": ca_pem,
+        "pullSecretName": deployed.pull_secrets.name,
         "loginCommand": login_command(settings),
-        "workstationSetup": pulumi.Output.from_input(material.ca_cert_pem).apply(
+        "workstationSetup": pulumi.Output.from_input(ca_pem).apply(
             lambda ca: setup_script(settings.external_endpoints, ca, login_command(settings))
         ),
     }

@@ -10,9 +10,8 @@ from typing import Optional, Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
+from .names import PULL_SECRET_NAME
 from .settings import KubeAccess
-
-PULL_SECRET_NAME = "registry-pull-secret"
 
 
 def docker_config_json(registries: Sequence[str], username: str, password: str) -> str:

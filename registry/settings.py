@@ -26,6 +26,7 @@ from typing import Any, Callable, Mapping, Optional
 
 import pulumi
 
+from .names import service_dns_names
 from .validators import (
     INVALID, Check, Field, Problems, all_of, boolean, dns_label, failed, host_key, hostname_problem, integer,
     ip_address, is_ip, json_list, json_object, known_keys, machine, matches, network, obj, one_of, refuse,
@@ -208,7 +209,7 @@ class Settings:
     @property
     def cluster_dns_endpoints(self) -> list[str]:
         """The Service's cluster DNS names, as in-cluster builders dial them."""
-        return [f"registry.{self.namespace}.svc:{self.port}", f"registry.{self.namespace}.svc.cluster.local:{self.port}"]
+        return [f"{name}:{self.port}" for name in service_dns_names(self.namespace)]
 
     @property
     def external_endpoints(self) -> list[str]:

@@ -479,7 +479,7 @@ def test_a_read_only_mode_left_by_an_earlier_pod_is_no_handshake(world):
 
 def test_ready_means_the_registry_serves_read_write_on_its_port(world):
     from registry import maintenance
-    from registry.workload import CONTAINER_PORT, DATA_DIR
+    from registry.pod import CONTAINER_PORT, DATA_DIR
 
     probe = world["source"].deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
     assert probe["exec"]["command"][-1] == maintenance.readiness_command(DATA_DIR, CONTAINER_PORT)

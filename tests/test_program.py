@@ -17,8 +17,8 @@ from cryptography.x509.verification import PolicyBuilder, Store
 from registry.credentials import BCRYPT_COST
 from registry.node_script import STATE_FORMAT
 from registry.node_script import program as program_text
-from registry.pull_secrets import PULL_SECRET_NAME
-from registry.workload import CONFIG_DIGEST_ANNOTATION
+from registry.names import PULL_SECRET_NAME
+from registry.names import CONFIG_DIGEST_ANNOTATION
 from tests.conftest import BASE_CONFIG
 from tests.stack import ROOT, ProviderState, run_stack
 

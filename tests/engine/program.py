@@ -7,8 +7,8 @@ resources cannot be registered. Instead, the test makes the CA, the server
 certificate and key, and the passwords with real cryptography and gives them
 to the stack as secret config in the `material` namespace; the htpasswd is
 made from them by the program's own code (registry.credentials). There are no
-node commands. The settings, the Workload and PullSecrets components and the
-outputs are the program's own, through registry.program.
+node commands. The settings, the checks, the choice of certificate, the
+components and the outputs are the program's own, through registry.program.
 """
 
 from __future__ import annotations
@@ -16,32 +16,33 @@ from __future__ import annotations
 import pulumi
 
 from registry.credentials import htpasswd_file
-from registry.preflight import check_cluster
-from registry.program import Material, deploy_in_cluster, stack_outputs
+from registry.preflight import check_cluster, connect, user_certificate
+from registry.program import Material, deploy, serving_certificate, stack_outputs
 from registry.settings import load_settings
+from registry.workload import ServingCertificate
 
 MATERIAL = "material"
 
 
 def main() -> None:
     settings = load_settings()
-    user_certificate = check_cluster(settings)
+    cluster = connect(settings)
+    check_cluster(settings, cluster)
     config = pulumi.Config(MATERIAL)
     passwords = config.require_secret_object("passwords")
     salts = config.require_object("salts")
     users = list(settings.users)
-    material = Material(
-        ca_cert_pem=config.require("caCert"),
-        server_cert_pem=config.require("serverCert"),
-        server_key_pem=config.require_secret("serverKey"),
+
+    def from_config() -> ServingCertificate:
+        return ServingCertificate(ca_pem=config.require("caCert"), cert_pem=config.require("serverCert"),
+                                  key_pem=config.require_secret("serverKey"))
+
+    served = Material(
+        certificate=serving_certificate(user_certificate(settings, cluster), from_config),
         htpasswd=passwords.apply(lambda p: htpasswd_file([(u, p[u], salts[u]) for u in users])),
         http_secret=config.require_secret("httpSecret"),
         passwords={user: passwords.apply(lambda p, user=user: p[user]) for user in users},
     )
-    if user_certificate is not None:  # as __main__.py does
-        material.ca_cert_pem = user_certificate.ca
-        material.server_cert_pem = user_certificate.certificate
-        material.server_key_pem = user_certificate.key
-    cluster = deploy_in_cluster(settings, material)
-    for name, value in stack_outputs(settings, material, cluster).items():
+    registry = deploy(settings, served)
+    for name, value in stack_outputs(settings, served, registry).items():
         pulumi.export(name, value)

@@ -1,0 +1,245 @@
+"""The registry's pod, as pure functions of a PodConfig: its env, its spec,
+the Deployment's strategy, the digest that rolls it. No resource is made here."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Optional
+
+from . import maintenance
+from .names import AUTH_SECRET, DATA_CLAIM, HOSTNAME_LABEL, IMAGE_PULL_SECRET, S3_SECRET, TLS_SECRET, labels
+from .settings import S3
+
+# The container always listens here; the Service maps `port` onto it. A fixed
+# unprivileged port lets the pod run with every capability dropped.
+CONTAINER_PORT = 5000
+# The registry's debug server, with Prometheus metrics: a port of the pod's
+# own, which the Service does not expose (so neither does the node port).
+METRICS_PORT = 5001
+METRICS_PATH = "/metrics"
+CERTS_DIR = "/certs"
+AUTH_DIR = "/auth"
+DATA_DIR = "/var/lib/registry"
+# The registry's storage-driver health check (on in the image's config.yml too,
+# set here so that it holds whatever the image): once it fails this many times
+# in a row, every request gets 503, the probes fail and the Service stops
+# sending traffic to a pod that cannot reach its bucket.
+HEALTH_INTERVAL = "10s"
+HEALTH_THRESHOLD = "3"
+
+
+@dataclass(frozen=True)
+class PodConfig:
+    """What the registry's pod is made of."""
+
+    hostname: str
+    image: str
+    # pvc, s3 or node; with s3, `s3`; with node, the folder and the node's name.
+    storage: str
+    s3: Optional[S3] = None
+    storage_path: Optional[str] = None
+    storage_node: Optional[str] = None
+    metrics: bool = True
+    resources: dict = field(default_factory=dict)
+    node_selector: dict = field(default_factory=dict)
+    tolerations: tuple = ()
+    affinity: Optional[dict] = None
+    # Whether the registry's own image is pulled with the IMAGE_PULL_SECRET Secret.
+    image_pull_secret: bool = False
+    # Cron schedule of garbage collection; None: none.
+    gc_schedule: Optional[str] = None
+
+
+def registry_env(pod: PodConfig) -> list[dict]:
+    """The distribution registry's own settings (REGISTRY_* override config.yml)."""
+    return [
+        # The registry:3 image's config.yml logs at debug level.
+        {"name": "REGISTRY_LOG_LEVEL", "value": "info"},
+        {"name": "REGISTRY_HTTP_ADDR", "value": f":{CONTAINER_PORT}"},
+        {"name": "REGISTRY_HTTP_TLS_CERTIFICATE", "value": f"{CERTS_DIR}/tls.crt"},
+        {"name": "REGISTRY_HTTP_TLS_KEY", "value": f"{CERTS_DIR}/tls.key"},
+        {"name": "REGISTRY_AUTH", "value": "htpasswd"},
+        {"name": "REGISTRY_AUTH_HTPASSWD_REALM", "value": f"{pod.hostname} registry"},
+        {"name": "REGISTRY_AUTH_HTPASSWD_PATH", "value": f"{AUTH_DIR}/htpasswd"},
+        *storage_env(pod),
+        {"name": "REGISTRY_STORAGE_DELETE_ENABLED", "value": "true"},
+        {
+            # Signs upload state; a random one per pod would break resumed uploads.
+            "name": "REGISTRY_HTTP_SECRET",
+            "valueFrom": {"secretKeyRef": {"name": AUTH_SECRET, "key": "http-secret"}},
+        },
+        *metrics_env(pod),
+    ]
+
+
+def metrics_env(pod: PodConfig) -> list[dict]:
+    if not pod.metrics:
+        # The registry:3 image's own config.yml serves metrics on :5001; an
+        # empty address starts no debug server (checked with the 3.1.1 binary).
+        return [{"name": "REGISTRY_HTTP_DEBUG_ADDR", "value": ""}]
+    return [
+        {"name": "REGISTRY_HTTP_DEBUG_ADDR", "value": f":{METRICS_PORT}"},
+        {"name": "REGISTRY_HTTP_DEBUG_PROMETHEUS_ENABLED", "value": "true"},
+        {"name": "REGISTRY_HTTP_DEBUG_PROMETHEUS_PATH", "value": METRICS_PATH},
+    ]
+
+
+def pod_annotations(pod: PodConfig) -> dict[str, str]:
+    """Prometheus' usual Kubernetes discovery (kubernetes_sd_configs with the
+    prometheus.io annotations) finds the pods by these."""
+    if not pod.metrics:
+        return {}
+    return {"prometheus.io/scrape": "true", "prometheus.io/port": str(METRICS_PORT), "prometheus.io/path": METRICS_PATH}
+
+
+def storage_env(pod: PodConfig) -> list[dict]:
+    """Where the registry keeps its data: the claim's folder, or a bucket."""
+    s3 = pod.s3
+    if s3 is None:
+        return [{"name": "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", "value": DATA_DIR}]
+    env = [
+        # Replaces the image config's `filesystem` driver with `s3`.
+        {"name": "REGISTRY_STORAGE", "value": "s3"},
+        {"name": "REGISTRY_STORAGE_S3_BUCKET", "value": s3.bucket},
+        {"name": "REGISTRY_STORAGE_S3_REGION", "value": s3.region},
+        {"name": "REGISTRY_STORAGE_S3_FORCEPATHSTYLE", "value": str(s3.force_path_style).lower()},
+    ]
+    if s3.endpoint:
+        env += [
+            {"name": "REGISTRY_STORAGE_S3_REGIONENDPOINT", "value": s3.endpoint},
+            {"name": "REGISTRY_STORAGE_S3_SECURE", "value": str(s3.endpoint.startswith("https://")).lower()},
+        ]
+    if s3.root_directory:
+        env.append({"name": "REGISTRY_STORAGE_S3_ROOTDIRECTORY", "value": s3.root_directory})
+    if s3.access_key_id:
+        # From a Secret, never a plain value: a Deployment's env is readable by
+        # anyone who may read Deployments.
+        env += [
+            {"name": "REGISTRY_STORAGE_S3_ACCESSKEY", "valueFrom": {"secretKeyRef": {"name": S3_SECRET, "key": "access-key-id"}}},
+            {"name": "REGISTRY_STORAGE_S3_SECRETKEY", "valueFrom": {"secretKeyRef": {"name": S3_SECRET, "key": "secret-access-key"}}},
+        ]
+    # Off: each pod's in-memory cache of blob descriptors outlives a collection
+    # (run by hand on s3), and a pod that still believes in a collected blob
+    # accepts a re-push without it, whose pull then fails (tests/test_s3.py).
+    env.append({"name": "REGISTRY_STORAGE_CACHE_BLOBDESCRIPTOR", "value": ""})
+    if not s3.redirect:
+        # Blobs flow through the registry: nodes never need to reach the bucket.
+        env.append({"name": "REGISTRY_STORAGE_REDIRECT_DISABLE", "value": "true"})
+    env += [
+        {"name": "REGISTRY_HEALTH_STORAGEDRIVER_ENABLED", "value": "true"},
+        {"name": "REGISTRY_HEALTH_STORAGEDRIVER_INTERVAL", "value": HEALTH_INTERVAL},
+        {"name": "REGISTRY_HEALTH_STORAGEDRIVER_THRESHOLD", "value": HEALTH_THRESHOLD},
+    ]
+    return env
+
+
+def pod_spec(pod: PodConfig) -> dict:
+    spec = base_pod_spec(pod)
+    if maintenance.enabled(pod):
+        # Serves read-only while a garbage collection runs (registry/maintenance.py).
+        (container,) = spec["containers"]
+        container["command"] = maintenance.serve_command()
+        container["env"] += [maintenance.grace_env(), maintenance.drain_env()]
+        container["readinessProbe"] = maintenance.mode_readiness_probe(DATA_DIR, CONTAINER_PORT)
+    return spec
+
+
+def base_pod_spec(pod: PodConfig) -> dict:
+    probe = {"httpGet": {"path": "/", "port": "registry", "scheme": "HTTPS"}}
+    selector = node_selector(pod)
+    return {
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 1000,
+            "runAsGroup": 1000,
+            "fsGroup": 1000,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [
+            {
+                "name": "registry",
+                "image": pod.image,
+                "ports": [
+                    {"name": "registry", "containerPort": CONTAINER_PORT, "protocol": "TCP"},
+                    *([{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}] if pod.metrics else []),
+                ],
+                "env": registry_env(pod),
+                "volumeMounts": [
+                    {"name": "tls", "mountPath": CERTS_DIR, "readOnly": True},
+                    {"name": "auth", "mountPath": AUTH_DIR, "readOnly": True},
+                    *([{"name": "data", "mountPath": DATA_DIR}] if pod.s3 is None else []),
+                    {"name": "tmp", "mountPath": "/tmp"},
+                ],
+                "readinessProbe": {**probe, "periodSeconds": 5, "failureThreshold": 3},
+                "livenessProbe": {**probe, "initialDelaySeconds": 10, "periodSeconds": 20, "failureThreshold": 3},
+                "resources": pod.resources,
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "readOnlyRootFilesystem": True,
+                    "privileged": False,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+            }
+        ],
+        "volumes": [
+            {"name": "tls", "secret": {"secretName": TLS_SECRET, "defaultMode": 0o440}},
+            {
+                "name": "auth",
+                "secret": {
+                    "secretName": AUTH_SECRET,
+                    "items": [{"key": "htpasswd", "path": "htpasswd"}],
+                    "defaultMode": 0o440,
+                },
+            },
+            *data_volumes(pod),
+            {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+        ],
+        # Scheduling as the user gives it (registry:nodeSelector, tolerations, affinity);
+        # storage node pins the pod to the node that holds its folder.
+        **({"nodeSelector": selector} if selector else {}),
+        **({"tolerations": list(pod.tolerations)} if pod.tolerations else {}),
+        **({"affinity": pod.affinity} if pod.affinity else {}),
+        # The registry's own image from a private mirror (registry:imagePullSecret).
+        **({"imagePullSecrets": [{"name": IMAGE_PULL_SECRET}]} if pod.image_pull_secret else {}),
+        # Replicas on different nodes, where there are enough: a node drain
+        # then takes one of them, not all.
+        **({"topologySpreadConstraints": [{
+            "maxSkew": 1,
+            "topologyKey": HOSTNAME_LABEL,
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": labels(pod.hostname)},
+        }]} if pod.s3 is not None else {}),
+    }
+
+
+def data_volumes(pod: PodConfig) -> list[dict]:
+    if pod.storage == "pvc":
+        return [{"name": "data", "persistentVolumeClaim": {"claimName": DATA_CLAIM}}]
+    if pod.storage == "node":
+        # Prepared over SSH (registry/node_storage.py) before the pod starts: it must exist.
+        return [{"name": "data", "hostPath": {"path": pod.storage_path, "type": "Directory"}}]
+    return []
+
+
+def node_selector(pod: PodConfig) -> dict[str, str]:
+    pinned = {HOSTNAME_LABEL: pod.storage_node} if pod.storage_node else {}
+    return {**pod.node_selector, **pinned}
+
+
+def deployment_strategy(pod: PodConfig) -> dict:
+    if pod.s3 is None:
+        # One ReadWriteOnce volume, or one node's folder: the old pod must let go before the new one starts.
+        return {"type": "Recreate"}
+    # Shared storage: a new pod is Ready before an old one goes, so pulls never stop.
+    return {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+
+
+def config_digest(htpasswd: str, cert_pem: str, *more: str) -> str:
+    """Changes whenever the pod's mounted credentials or certificate change, or
+    what else it reads only at start (`more`: the S3 keys, read into its env).
+
+    Secret volumes update in place, but the registry reads htpasswd and the
+    certificate only at start, so the pods must roll.
+    """
+    return hashlib.sha256("\0".join((htpasswd, cert_pem, *more)).encode()).hexdigest()
