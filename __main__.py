@@ -4,7 +4,13 @@ import pulumi
 
 from registry.preflight import check_cluster, connect, user_certificate
 from registry.program import (
-    deploy, material, own_certificates, passwords, prepare_nodes, serving_certificate, stack_outputs,
+    deploy,
+    material,
+    own_certificates,
+    passwords,
+    prepare_nodes,
+    serving_certificate,
+    stack_outputs,
 )
 from registry.settings import load_settings
 

@@ -29,10 +29,10 @@ import bcrypt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from registry.credentials import BCRYPT_COST  # noqa: E402
-from tests.oci import write_image  # noqa: E402
-from tests.registry_server import PodSource, Registry  # noqa: E402
-from tests.stack import run_stack  # noqa: E402
+from registry.credentials import BCRYPT_COST
+from tests.support.oci import write_image
+from tests.support.registry_server import PodSource, Registry
+from tests.support.stack import run_stack
 
 CLUSTER_IP = "127.0.10.2"
 
@@ -42,11 +42,13 @@ def skopeo_copy(src: str, dest: str, cert_dir: Path, authfile: Path | None) -> f
     if authfile:
         args += ["--src-authfile", str(authfile), "--dest-authfile", str(authfile)]
     started = time.perf_counter()
-    subprocess.run(args + [src, dest], check=True, capture_output=True)
+    subprocess.run([*args, src, dest], check=True, capture_output=True)
     return time.perf_counter() - started
 
 
-def measure(registry: Registry, work: Path, image: Path, authfile: Path | None, repeats: int, label: str) -> list[float]:
+def measure(
+    registry: Registry, work: Path, image: Path, authfile: Path | None, repeats: int, label: str
+) -> list[float]:
     cert_dir = work / "certs"
     cert_dir.mkdir(exist_ok=True)
     (cert_dir / "ca.crt").write_text(registry.ca_pem)
@@ -84,7 +86,9 @@ def main() -> None:
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
         authfile.write_text(json.dumps({"auths": {f"{CLUSTER_IP}:5000": {"auth": token}}}))
         registry = Registry(PodSource.from_run(run), work / "registry")
-        htpasswd_path = next(e for e in registry.container["env"] if e["name"] == "REGISTRY_AUTH_HTPASSWD_PATH")["value"]
+        htpasswd_path = next(e for e in registry.container["env"] if e["name"] == "REGISTRY_AUTH_HTPASSWD_PATH")[
+            "value"
+        ]
 
         rows = []
         registry.start(without=("REGISTRY_AUTH",))
@@ -103,7 +107,10 @@ def main() -> None:
             label = f"TLS + htpasswd, bcrypt cost {cost}" + (" (ours)" if cost == BCRYPT_COST else "")
             rows.append((label, seconds))
 
-        print(f"push then pull of {args.layers} x {args.layer_mib:g} MiB layers, median of {args.repeats}, skopeo {subprocess.run(['skopeo', '--version'], capture_output=True, text=True).stdout.split()[-1]}")
+        print(
+            f"push then pull of {args.layers} x {args.layer_mib:g} MiB layers, median of {args.repeats}, "
+            f"skopeo {subprocess.run(['skopeo', '--version'], capture_output=True, text=True).stdout.split()[-1]}"
+        )
         print()
         print("| registry | push + pull (s) | vs no auth |")
         print("|---|---|---|")

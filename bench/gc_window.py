@@ -31,9 +31,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.oci import write_image  # noqa: E402
-from tests.registry_server import PodSource, Registry  # noqa: E402
-from tests.stack import run_stack  # noqa: E402
+from tests.support.oci import write_image
+from tests.support.registry_server import PodSource, Registry
+from tests.support.stack import run_stack
 
 CLUSTER_IP = "127.0.10.1"
 
@@ -68,8 +68,15 @@ def main() -> None:
         return subprocess.run(["skopeo", "--command-timeout", "120s", *argv], capture_output=True, text=True)
 
     def push(layout: Path, name: str) -> subprocess.CompletedProcess:
-        return skopeo("copy", "--dest-authfile", str(authfile), "--dest-cert-dir", str(certs),
-                      f"oci:{layout}:v1", f"docker://{CLUSTER_IP}:5000/bench/{name}:1")
+        return skopeo(
+            "copy",
+            "--dest-authfile",
+            str(authfile),
+            "--dest-cert-dir",
+            str(certs),
+            f"oci:{layout}:v1",
+            f"docker://{CLUSTER_IP}:5000/bench/{name}:1",
+        )
 
     try:
         while not mode_file.exists() or mode_file.read_text().split()[0] != "rw":
@@ -78,12 +85,29 @@ def main() -> None:
             write_image(work / f"image-{i}", "v1", layers=args.layers, layer_bytes=1024 * 1024)
             assert push(work / f"image-{i}", f"app-{i}").returncode == 0
         for i in range(0, args.images, 2):  # half of them deleted: collection has work to do
-            inspect = skopeo("inspect", "--authfile", str(authfile), "--cert-dir", str(certs),
-                             f"docker://{CLUSTER_IP}:5000/bench/app-{i}:1")
+            inspect = skopeo(
+                "inspect",
+                "--authfile",
+                str(authfile),
+                "--cert-dir",
+                str(certs),
+                f"docker://{CLUSTER_IP}:5000/bench/app-{i}:1",
+            )
             digest = json.loads(inspect.stdout)["Digest"]
-            subprocess.run(["curl", "-sf", "--cacert", str(certs / "ca.crt"), "-u", f"admin:{run.outputs['password']}",
-                            "-X", "DELETE", f"https://{CLUSTER_IP}:5000/v2/bench/app-{i}/manifests/{digest}"],
-                           check=True)
+            subprocess.run(
+                [
+                    "curl",
+                    "-sf",
+                    "--cacert",
+                    str(certs / "ca.crt"),
+                    "-u",
+                    f"admin:{run.outputs['password']}",
+                    "-X",
+                    "DELETE",
+                    f"https://{CLUSTER_IP}:5000/v2/bench/app-{i}/manifests/{digest}",
+                ],
+                check=True,
+            )
         write_image(work / "small", "v1", layers=1, layer_bytes=64 * 1024)
 
         timeline: list[tuple[float, str]] = []
@@ -126,11 +150,17 @@ def main() -> None:
         print(f"  {at:6.1f} s  mode {mode}")
     switching = next(t for t, m in timeline if m == "switching")
     back = [t for t, m in timeline if m == "rw" and t > switching]
-    print(f"registry not Ready (switching, read-only, switching back): {back[0] - switching:.1f} s" if back else "never back")
+    print(
+        f"registry not Ready (switching, read-only, switching back): {back[0] - switching:.1f} s"
+        if back
+        else "never back"
+    )
     refused = [d for s, d, ok in pushes if not ok]
     accepted = [d for s, d, ok in pushes if ok]
-    print(f"pushes tried {len(pushes)}: refused {len(refused)}, accepted {len(accepted)}; "
-          f"longest accepted {max(accepted, default=0):.1f} s, longest refused {max(refused, default=0):.1f} s")
+    print(
+        f"pushes tried {len(pushes)}: refused {len(refused)}, accepted {len(accepted)}; "
+        f"longest accepted {max(accepted, default=0):.1f} s, longest refused {max(refused, default=0):.1f} s"
+    )
 
 
 if __name__ == "__main__":

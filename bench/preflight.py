@@ -27,8 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.engine import toolchain_dir  # noqa: E402
-from tests.engine.cluster import ControlPlane  # noqa: E402
+from tests.support.engine import toolchain_dir
+from tests.support.engine.cluster import ControlPlane
 
 SERVICE_CIDR = "127.0.12.0/22"
 
@@ -38,7 +38,7 @@ import json, sys, time
 sys.path.insert(0, {root!r})
 started = time.perf_counter()
 from registry import preflight
-from tests.stack import settings_from
+from tests.support.stack import settings_from
 imported = time.perf_counter()
 settings = settings_from(json.loads({config!r}))
 assert preflight.check_cluster(settings, preflight.connect(settings)) is None
@@ -67,27 +67,45 @@ def main() -> None:
             os.environ["KUBECONFIG"] = str(cluster.kubeconfig)
             namespaces = [f"team-{n}" for n in range(options.namespaces)]
             for namespace in namespaces:
-                cluster.api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+                cluster.api.create(
+                    "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+                )
             for n in range(options.services):
                 namespace = namespaces[n % len(namespaces)]
-                cluster.api.create(f"/api/v1/namespaces/{namespace}/services", {
-                    "apiVersion": "v1", "kind": "Service", "metadata": {"name": f"svc-{n}", "namespace": namespace},
-                    "spec": {"selector": {"app": f"svc-{n}"}, "ports": [{"port": 80}]}})
+                cluster.api.create(
+                    f"/api/v1/namespaces/{namespace}/services",
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Service",
+                        "metadata": {"name": f"svc-{n}", "namespace": namespace},
+                        "spec": {"selector": {"app": f"svc-{n}"}, "ports": [{"port": 80}]},
+                    },
+                )
             for namespace in namespaces:  # the default ServiceAccounts the patch check reads
-                cluster.wait_for(lambda ns=namespace: cluster.api.find(f"/api/v1/namespaces/{ns}/serviceaccounts/default"),
-                                 f"{namespace}'s default ServiceAccount")
+                cluster.wait_for(
+                    lambda ns=namespace: cluster.api.find(f"/api/v1/namespaces/{ns}/serviceaccounts/default"),
+                    f"{namespace}'s default ServiceAccount",
+                )
 
-            config = {"serviceCidr": SERVICE_CIDR, "clusterIp": "127.0.12.50",
-                      "pullSecretNamespaces": namespaces, "serviceAccountPullSecret": True}
+            config = {
+                "serviceCidr": SERVICE_CIDR,
+                "clusterIp": "127.0.12.50",
+                "pullSecretNamespaces": namespaces,
+                "serviceAccountPullSecret": True,
+            }
             runs = [one_run(config) for _ in range(options.repeats)]
             checks = [check for _, check in runs]
-            print(json.dumps({
-                "namespaces": options.namespaces,
-                "services": options.services,
-                "import_median_s": round(statistics.median(imported for imported, _ in runs), 3),
-                "check_median_s": round(statistics.median(checks), 3),
-                "check_max_s": round(max(checks), 3),
-            }))
+            print(
+                json.dumps(
+                    {
+                        "namespaces": options.namespaces,
+                        "services": options.services,
+                        "import_median_s": round(statistics.median(imported for imported, _ in runs), 3),
+                        "check_median_s": round(statistics.median(checks), 3),
+                        "check_max_s": round(max(checks), 3),
+                    }
+                )
+            )
         finally:
             cluster.stop()
 

@@ -32,20 +32,31 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.oci import write_image  # noqa: E402
-from tests.registry_server import PodSource, Registry  # noqa: E402
-from tests.seaweedfs import SeaweedFS  # noqa: E402
-from tests.stack import run_stack  # noqa: E402
+from tests.support.oci import write_image
+from tests.support.registry_server import PodSource, Registry
+from tests.support.seaweedfs import SeaweedFS
+from tests.support.stack import run_stack
 
 REPLICAS = ("127.0.12.1", "127.0.12.2")
 HERE = Path(__file__).resolve().parent
 
 
 def skopeo_copy(src: str, dest: str, cert_dir: Path, authfile: Path) -> float:
-    args = ["skopeo", "copy", "--quiet", "--src-cert-dir", str(cert_dir), "--dest-cert-dir", str(cert_dir),
-            "--src-authfile", str(authfile), "--dest-authfile", str(authfile)]
+    args = [
+        "skopeo",
+        "copy",
+        "--quiet",
+        "--src-cert-dir",
+        str(cert_dir),
+        "--dest-cert-dir",
+        str(cert_dir),
+        "--src-authfile",
+        str(authfile),
+        "--dest-authfile",
+        str(authfile),
+    ]
     started = time.perf_counter()
-    result = subprocess.run(args + [src, dest], capture_output=True, text=True)
+    result = subprocess.run([*args, src, dest], capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"skopeo copy {src} {dest}: {result.stderr}")
     return time.perf_counter() - started
@@ -89,9 +100,16 @@ class Bench:
         skopeo_copy(f"oci:{image}:v1", self.ref(addresses[0], repository), self.cert_dir, self.authfile)
         started = time.perf_counter()
         with ThreadPoolExecutor(pullers) as pool:
-            jobs = [pool.submit(skopeo_copy, self.ref(addresses[i % len(addresses)], repository),
-                                f"oci:{self.work / f'pulled-{self.count}-{i}'}:v1", self.cert_dir, self.authfile)
-                    for i in range(pullers)]
+            jobs = [
+                pool.submit(
+                    skopeo_copy,
+                    self.ref(addresses[i % len(addresses)], repository),
+                    f"oci:{self.work / f'pulled-{self.count}-{i}'}:v1",
+                    self.cert_dir,
+                    self.authfile,
+                )
+                for i in range(pullers)
+            ]
             for job in jobs:
                 job.result()
         return time.perf_counter() - started
@@ -101,12 +119,22 @@ def registries(bench: Bench, config: dict, name: str, count: int, extra_env: dic
     """`count` replicas of the program's registry for `config`, with `bench` logged in to them."""
     # skopeo dials the replicas by address: given as node hosts, the addresses are SANs of the server certificate.
     nodes = [{"name": f"replica{i}", "host": ip} for i, ip in enumerate(REPLICAS)]
-    run = run_stack({"serviceCidr": "127.0.0.0/8", "clusterIp": "127.0.10.1", "users": ["admin"],
-                     "nodes": nodes, "sshPrivateKey": "not used: no node command runs here", **config})
+    run = run_stack(
+        {
+            "serviceCidr": "127.0.0.0/8",
+            "clusterIp": "127.0.10.1",
+            "users": ["admin"],
+            "nodes": nodes,
+            "sshPrivateKey": "not used: no node command runs here",
+            **config,
+        }
+    )
     assert run.error is None, run.error
     source = PodSource.from_run(run)
-    started = [Registry(source, bench.work / f"{name}-{i}", address=REPLICAS[i]).start(extra_env=extra_env)
-               for i in range(count)]
+    started = [
+        Registry(source, bench.work / f"{name}-{i}", address=REPLICAS[i]).start(extra_env=extra_env)
+        for i in range(count)
+    ]
     bench.login(run.outputs["password"], started[0].ca_pem)
     return started
 
@@ -149,15 +177,22 @@ def main() -> None:
                 rows.append((label, statistics.median(times)))
                 if config.get("storage") == "s3" and not extra_env:
                     spread = [bench.pullers(list(REPLICAS[:count]), args.pullers) for _ in range(args.repeats)]
-                    concurrency.append((f"{args.pullers} pullers, {count} replica{'s' if count > 1 else ''}",
-                                        statistics.median(spread)))
+                    concurrency.append(
+                        (
+                            f"{args.pullers} pullers, {count} replica{'s' if count > 1 else ''}",
+                            statistics.median(spread),
+                        )
+                    )
             finally:
                 for registry in started:
                     registry.stop()
 
         skopeo_version = subprocess.run(["skopeo", "--version"], capture_output=True, text=True).stdout.split()[-1]
-        print(f"push then pull of {args.layers} x {args.layer_mib:g} MiB layers, median of {args.repeats}, "
-              f"skopeo {skopeo_version}, SeaweedFS {subprocess.run(['weed', 'version'], capture_output=True, text=True).stdout.split()[2]}")
+        print(
+            f"push then pull of {args.layers} x {args.layer_mib:g} MiB layers, median of {args.repeats}, "
+            f"skopeo {skopeo_version}, "
+            f"SeaweedFS {subprocess.run(['weed', 'version'], capture_output=True, text=True).stdout.split()[2]}"
+        )
         print()
         print("| registry 3.1.1 | push + pull (s) | vs filesystem |")
         print("|---|---|---|")

@@ -6,14 +6,15 @@ without touching a single node.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 import pulumi
 import pulumi_tls as tls
 
 from .names import service_dns_names
 from .validators import is_ip
+
 CA_VALIDITY_HOURS = 10 * 365 * 24
 # Replace the CA during the last year of its ten: that gives every node a
 # whole year of `pulumi up` runs to pick up the new one.
@@ -38,7 +39,11 @@ def server_dns_names(args: CertificatesArgs) -> list[str]:
 
 def server_ip_addresses(args: CertificatesArgs) -> list[str]:
     """The fixed clusterIp (when set), every node IP (NodePort access) and loopback."""
-    ips = ([args.cluster_ip] if args.cluster_ip else []) + [host for host in args.node_hosts if is_ip(host)] + ["127.0.0.1"]
+    ips = (
+        ([args.cluster_ip] if args.cluster_ip else [])
+        + [host for host in args.node_hosts if is_ip(host)]
+        + ["127.0.0.1"]
+    )
     return list(dict.fromkeys(ips))
 
 
@@ -48,7 +53,7 @@ class CertificatesArgs:
     namespace: str
     # The nodes' addresses or DNS names: clients outside the cluster dial them (node port).
     node_hosts: Sequence[str] = ()
-    cluster_ip: Optional[str] = None
+    cluster_ip: str | None = None
     ca_generation: int = 1
     validity_days: int = 365
 
@@ -85,7 +90,7 @@ class Certificates(pulumi.ComponentResource):
     server_cert_pem: pulumi.Output[str]
     server_key_pem: pulumi.Output[str]
 
-    def __init__(self, name: str, args: CertificatesArgs, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: CertificatesArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("registry:index:Certificates", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 

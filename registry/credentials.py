@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 import bcrypt
 import pulumi
@@ -60,7 +60,7 @@ class Credentials(pulumi.ComponentResource):
     htpasswd: pulumi.Output[str]
     http_secret: pulumi.Output[str]
 
-    def __init__(self, name: str, args: CredentialsArgs, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: CredentialsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("registry:index:Credentials", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
@@ -88,9 +88,7 @@ class Credentials(pulumi.ComponentResource):
         users = list(args.users)
         count = len(users)
         self.htpasswd = pulumi.Output.all(*self.passwords.values(), *salts).apply(
-            lambda values: htpasswd_file(list(zip(users, values[:count], values[count:])))
+            lambda values: htpasswd_file(list(zip(users, values[:count], values[count:], strict=True)))
         )
-        self.http_secret = random.RandomPassword(
-            f"{name}-http-secret", length=64, special=False, opts=child
-        ).result
+        self.http_secret = random.RandomPassword(f"{name}-http-secret", length=64, special=False, opts=child).result
         self.register_outputs({})

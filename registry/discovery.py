@@ -7,8 +7,8 @@ kube-public and push there instead of asking the user.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -29,7 +29,7 @@ class DiscoveryArgs:
     # The Service's name in cluster DNS with the port, as in-cluster builders push.
     cluster_endpoint: str
     # A node's address and the node port, from outside the cluster; None without nodes.
-    external_endpoint: Optional[str] = None
+    external_endpoint: str | None = None
     # What must exist first (the pull secrets in namespaces of the user's).
     after: Sequence[pulumi.Resource] = ()
 
@@ -47,7 +47,7 @@ def hosting_document(args: DiscoveryArgs) -> str:
 
 
 class Discovery(pulumi.ComponentResource):
-    def __init__(self, name: str, args: DiscoveryArgs, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: DiscoveryArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("registry:index:Discovery", name, None, opts)
         k8s.core.v1.ConfigMap(
             f"{name}-local-registry-hosting",

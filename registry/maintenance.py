@@ -21,7 +21,7 @@ needs `storage: pvc` (replicas on a bucket share no volume).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .pod import PodConfig
@@ -68,7 +68,11 @@ def readiness_command(data_dir: str, port: int) -> str:
 
 
 def mode_readiness_probe(data_dir: str, port: int) -> dict:
-    return {"exec": {"command": ["/bin/sh", "-c", readiness_command(data_dir, port)]}, "periodSeconds": 2, "failureThreshold": 1}
+    return {
+        "exec": {"command": ["/bin/sh", "-c", readiness_command(data_dir, port)]},
+        "periodSeconds": 2,
+        "failureThreshold": 1,
+    }
 
 
 def grace_env() -> dict:
@@ -81,7 +85,7 @@ def drain_env() -> dict:
     return {"name": "REGISTRY_HTTP_DRAINTIMEOUT", "value": "25s"}
 
 
-def cron_job_spec(schedule: Optional[str], pod: dict, app_labels: dict[str, str]) -> dict:
+def cron_job_spec(schedule: str | None, pod: dict, app_labels: dict[str, str]) -> dict:
     """The CronJob's spec: `pod` is the registry's pod spec, whose container it reuses."""
     (registry,) = pod["containers"]
     container = {
@@ -111,14 +115,20 @@ def cron_job_spec(schedule: Optional[str], pod: dict, app_labels: dict[str, str]
                         # Room for it to hand back to the registry's pod (registry_gc.sh's finish).
                         "terminationGracePeriodSeconds": 180,
                         "automountServiceAccountToken": False,
-                        "affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
-                            # The node that holds the ReadWriteOnce volume: the registry pod's.
-                            "labelSelector": {
-                                "matchLabels": app_labels,
-                                "matchExpressions": [{"key": ROLE_LABEL, "operator": "DoesNotExist"}],
-                            },
-                            "topologyKey": "kubernetes.io/hostname",
-                        }]}},
+                        "affinity": {
+                            "podAffinity": {
+                                "requiredDuringSchedulingIgnoredDuringExecution": [
+                                    {
+                                        # The node that holds the ReadWriteOnce volume: the registry pod's.
+                                        "labelSelector": {
+                                            "matchLabels": app_labels,
+                                            "matchExpressions": [{"key": ROLE_LABEL, "operator": "DoesNotExist"}],
+                                        },
+                                        "topologyKey": "kubernetes.io/hostname",
+                                    }
+                                ]
+                            }
+                        },
                     },
                 },
             },

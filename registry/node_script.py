@@ -14,7 +14,6 @@ import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 HERE = Path(__file__).parent
 LIBRARY = (HERE / "node_trust.sh").read_text()
@@ -63,7 +62,9 @@ def program() -> str:
     return f"HOSTS_AWK={shlex.quote(HOSTS_AWK)}\nBLOCK_AWK={shlex.quote(BLOCK_AWK)}\n" + LIBRARY
 
 
-def _header(action: str, params: NodeTrustParams, cluster_ip: str, ca_pem: str, runtime: str, extra: dict[str, str]) -> str:
+def _header(
+    action: str, params: NodeTrustParams, cluster_ip: str, ca_pem: str, runtime: str, extra: dict[str, str]
+) -> str:
     values = {
         "REG_ACTION": action,
         "REG_NAME": params.hostname,
@@ -84,8 +85,8 @@ def create_script(
     params: NodeTrustParams,
     cluster_ip: str,
     ca_pem: str,
-    fail_after: Optional[str] = None,
-    kill_after_rename: Optional[int] = None,
+    fail_after: str | None = None,
+    kill_after_rename: int | None = None,
 ) -> str:
     """The parameters of the create run, which installs the CA and the hosts entry; idempotent.
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
-from typing import Optional
 
 import pulumi
 import pulumi_command as command
@@ -42,11 +41,12 @@ def create_script(path: str) -> str:
     m = shlex.quote(f"{path}/{MARKER}")
     return (
         "set -eu\n"
-        f"if [ -L {p} ] || {{ [ -e {p} ] && [ ! -d {p} ]; }}; then echo \"registry storage: {path} exists and is "
-        "not a folder; choose another registry:storagePath\" >&2; exit 1; fi\n"
-        f"if [ -L {m} ] || {{ [ -e {m} ] && [ ! -f {m} ]; }}; then echo \"registry storage: {path}/{MARKER} is not "
-        f"a plain file (a link, say); it is not followed. Remove it (rm {path}/{MARKER}) and run again\" >&2; exit 1; fi\n"
-        f"if [ -d {p} ] && [ ! -e {m} ] && [ -n \"$(ls -A {p})\" ]; then echo \"registry storage: {path} already "
+        f'if [ -L {p} ] || {{ [ -e {p} ] && [ ! -d {p} ]; }}; then echo "registry storage: {path} exists and is '
+        'not a folder; choose another registry:storagePath" >&2; exit 1; fi\n'
+        f'if [ -L {m} ] || {{ [ -e {m} ] && [ ! -f {m} ]; }}; then echo "registry storage: {path}/{MARKER} is not '
+        "a plain file (a link, say); it is not followed. "
+        f'Remove it (rm {path}/{MARKER}) and run again" >&2; exit 1; fi\n'
+        f'if [ -d {p} ] && [ ! -e {m} ] && [ -n "$(ls -A {p})" ]; then echo "registry storage: {path} already '
         "holds files that are not the registry's; choose another registry:storagePath, or empty it\" >&2; exit 1; fi\n"
         # A new or empty folder is root's alone while the marker is made, so
         # that no link can be planted where the marker goes (rm: one planted
@@ -62,11 +62,11 @@ def delete_script(path: str, keep: bool) -> str:
     p = shlex.quote(path)
     m = shlex.quote(f"{path}/{MARKER}")
     if keep:
-        return f"echo \"registry storage: kept {path} (registry:keepData true)\" >&2\n"
+        return f'echo "registry storage: kept {path} (registry:keepData true)" >&2\n'
     return (
         "set -eu\n"
-        f"if [ -e {m} ]; then rm -rf -- {p}; echo \"registry storage: removed {path}\" >&2; "
-        f"else echo \"registry storage: left {path}, which is not the registry's\" >&2; fi\n"
+        f'if [ -e {m} ]; then rm -rf -- {p}; echo "registry storage: removed {path}" >&2; '
+        f'else echo "registry storage: left {path}, which is not the registry\'s" >&2; fi\n'
     )
 
 
@@ -84,7 +84,7 @@ class NodeStorage(pulumi.ComponentResource):
 
     command: command.remote.Command
 
-    def __init__(self, name: str, args: NodeStorageArgs, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: NodeStorageArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("registry:index:NodeStorage", name, None, opts)
         node, path = args.node, args.path
         self.command = command.remote.Command(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 import pulumi
 import pulumi_command as command
@@ -18,9 +18,9 @@ class SshAccess:
     """The stack's SSH credentials: a key (and its passphrase), or none for
     the ssh-agent; and the jump host, if any."""
 
-    private_key: Optional[pulumi.Input[str]] = None
-    passphrase: Optional[pulumi.Input[str]] = None
-    bastion: Optional[Bastion] = None
+    private_key: pulumi.Input[str] | None = None
+    passphrase: pulumi.Input[str] | None = None
+    bastion: Bastion | None = None
 
 
 def node_params(hostname: str, port: int, node: Node, stack: str) -> NodeTrustParams:
@@ -41,10 +41,17 @@ def connection(ssh: SshAccess, node: Node) -> command.remote.ConnectionArgs:
         private_key_password=ssh.passphrase,
         host_key=node.host_key,
         proxy=command.remote.ProxyConnectionArgs(
-            host=bastion.host, port=bastion.port, user=bastion.user, host_key=bastion.host_key,
-            private_key=ssh.private_key, private_key_password=ssh.passphrase,
-            dial_error_limit=5, per_dial_timeout=30,
-        ) if bastion else None,
+            host=bastion.host,
+            port=bastion.port,
+            user=bastion.user,
+            host_key=bastion.host_key,
+            private_key=ssh.private_key,
+            private_key_password=ssh.passphrase,
+            dial_error_limit=5,
+            per_dial_timeout=30,
+        )
+        if bastion
+        else None,
         dial_error_limit=5,
         per_dial_timeout=30,
     )
@@ -77,7 +84,7 @@ class NodeTrustArgs:
 class NodeTrust(pulumi.ComponentResource):
     commands: dict[str, command.remote.Command]
 
-    def __init__(self, name: str, args: NodeTrustArgs, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: NodeTrustArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("registry:index:NodeTrust", name, None, opts)
         stack = stack_identity()
         endpoint = f"{args.hostname}:{args.port}"

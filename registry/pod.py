@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Optional
 
 from . import maintenance
 from .names import AUTH_SECRET, DATA_CLAIM, HOSTNAME_LABEL, IMAGE_PULL_SECRET, S3_SECRET, TLS_SECRET, labels
@@ -37,18 +36,18 @@ class PodConfig:
     image: str
     # pvc, s3 or node; with s3, `s3`; with node, the folder and the node's name.
     storage: str
-    s3: Optional[S3] = None
-    storage_path: Optional[str] = None
-    storage_node: Optional[str] = None
+    s3: S3 | None = None
+    storage_path: str | None = None
+    storage_node: str | None = None
     metrics: bool = True
     resources: dict = field(default_factory=dict)
     node_selector: dict = field(default_factory=dict)
     tolerations: tuple = ()
-    affinity: Optional[dict] = None
+    affinity: dict | None = None
     # Whether the registry's own image is pulled with the IMAGE_PULL_SECRET Secret.
     image_pull_secret: bool = False
     # Cron schedule of garbage collection; None: none.
-    gc_schedule: Optional[str] = None
+    gc_schedule: str | None = None
 
 
 def registry_env(pod: PodConfig) -> list[dict]:
@@ -116,8 +115,14 @@ def storage_env(pod: PodConfig) -> list[dict]:
         # From a Secret, never a plain value: a Deployment's env is readable by
         # anyone who may read Deployments.
         env += [
-            {"name": "REGISTRY_STORAGE_S3_ACCESSKEY", "valueFrom": {"secretKeyRef": {"name": S3_SECRET, "key": "access-key-id"}}},
-            {"name": "REGISTRY_STORAGE_S3_SECRETKEY", "valueFrom": {"secretKeyRef": {"name": S3_SECRET, "key": "secret-access-key"}}},
+            {
+                "name": "REGISTRY_STORAGE_S3_ACCESSKEY",
+                "valueFrom": {"secretKeyRef": {"name": S3_SECRET, "key": "access-key-id"}},
+            },
+            {
+                "name": "REGISTRY_STORAGE_S3_SECRETKEY",
+                "valueFrom": {"secretKeyRef": {"name": S3_SECRET, "key": "secret-access-key"}},
+            },
         ]
     # Off: each pod's in-memory cache of blob descriptors outlives a collection
     # (run by hand on s3), and a pod that still believes in a collected blob
@@ -204,12 +209,20 @@ def base_pod_spec(pod: PodConfig) -> dict:
         **({"imagePullSecrets": [{"name": IMAGE_PULL_SECRET}]} if pod.image_pull_secret else {}),
         # Replicas on different nodes, where there are enough: a node drain
         # then takes one of them, not all.
-        **({"topologySpreadConstraints": [{
-            "maxSkew": 1,
-            "topologyKey": HOSTNAME_LABEL,
-            "whenUnsatisfiable": "ScheduleAnyway",
-            "labelSelector": {"matchLabels": labels(pod.hostname)},
-        }]} if pod.s3 is not None else {}),
+        **(
+            {
+                "topologySpreadConstraints": [
+                    {
+                        "maxSkew": 1,
+                        "topologyKey": HOSTNAME_LABEL,
+                        "whenUnsatisfiable": "ScheduleAnyway",
+                        "labelSelector": {"matchLabels": labels(pod.hostname)},
+                    }
+                ]
+            }
+            if pod.s3 is not None
+            else {}
+        ),
     }
 
 

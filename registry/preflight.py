@@ -26,14 +26,24 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Protocol
+from typing import Any, Protocol, cast
 
 import pulumi
 
-from . import own_certificate
+from . import brought_certificate
 from .names import (
-    CA_GENERATION_LABEL, DATA_CLAIM, DISCOVERY_CONFIGMAP, DISCOVERY_NAMESPACE, HOSTNAME_LABEL, MANAGED_BY,
-    PULL_SECRET_NAME, SERVICE_NAME, STACK_LABEL, TLS_SECRET, owned_labels, stack_label_value,
+    CA_GENERATION_LABEL,
+    DATA_CLAIM,
+    DISCOVERY_CONFIGMAP,
+    DISCOVERY_NAMESPACE,
+    HOSTNAME_LABEL,
+    MANAGED_BY,
+    PULL_SECRET_NAME,
+    SERVICE_NAME,
+    STACK_LABEL,
+    TLS_SECRET,
+    owned_labels,
+    stack_label_value,
 )
 from .settings import KubeAccess, Settings, SettingsError
 
@@ -51,11 +61,11 @@ class CannotRead(Exception):
 class ClusterView(Protocol):
     """The few reads the checks need. `None` means: the object does not exist."""
 
-    def namespace_labels(self, name: str) -> Optional[dict[str, str]]: ...
+    def namespace_labels(self, name: str) -> dict[str, str] | None: ...
 
-    def account_pull_secrets(self, namespace: str) -> Optional[list[str]]: ...
+    def account_pull_secrets(self, namespace: str) -> list[str] | None: ...
 
-    def object_labels(self, kind: str, namespace: str, name: str) -> Optional[dict[str, str]]:
+    def object_labels(self, kind: str, namespace: str, name: str) -> dict[str, str] | None:
         """The labels of a Secret, ConfigMap or PersistentVolumeClaim (`kind`)."""
         ...
 
@@ -63,7 +73,7 @@ class ClusterView(Protocol):
         """Every StorageClass, by name: whether it is the cluster's default."""
         ...
 
-    def services(self) -> list["ServiceView"]:
+    def services(self) -> list[ServiceView]:
         """Every Service in the cluster."""
         ...
 
@@ -71,11 +81,11 @@ class ClusterView(Protocol):
         """The names of the cluster's nodes (that match the selector)."""
         ...
 
-    def service_ranges(self) -> Optional[list[str]]:
+    def service_ranges(self) -> list[str] | None:
         """The cluster's Service IP ranges (ServiceCIDR objects, Kubernetes 1.33+); None: not served."""
         ...
 
-    def secret(self, namespace: str, name: str) -> Optional[tuple[str, dict[str, str]]]:
+    def secret(self, namespace: str, name: str) -> tuple[str, dict[str, str]] | None:
         """A Secret's type and its data, decoded."""
         ...
 
@@ -111,7 +121,7 @@ def _ours(found: dict[str, str]) -> bool:
     return made_by_us and found.get(STACK_LABEL, stack_label_value()) == stack_label_value()
 
 
-def _someone_elses(found: Optional[dict[str, str]]) -> bool:
+def _someone_elses(found: dict[str, str] | None) -> bool:
     """An object that exists and that no Pulumi program created."""
     return found is not None and found.get(MANAGED_BY[0]) != MANAGED_BY[1]
 
@@ -125,9 +135,14 @@ def cluster_problems(settings: Settings, cluster: ClusterView) -> tuple[list[str
     problems: list[str] = []
     warnings: list[str] = []
     problems += _registry_namespace(settings, cluster)
-    checks = (("the pull-secret namespaces", _pull_secret_namespaces), ("the discovery ConfigMap", _discovery),
-              ("the storage class", _storage_class), ("the storage node", _storage_node),
-              ("the Service's address and port", _service_address), ("the CA generation in use", _ca_generation))
+    checks = (
+        ("the pull-secret namespaces", _pull_secret_namespaces),
+        ("the discovery ConfigMap", _discovery),
+        ("the storage class", _storage_class),
+        ("the storage node", _storage_node),
+        ("the Service's address and port", _service_address),
+        ("the CA generation in use", _ca_generation),
+    )
     for what, check in checks:
         try:
             problems += check(settings, cluster)
@@ -219,8 +234,9 @@ def _service_address(settings: Settings, cluster: ClusterView) -> list[str]:
     # A taken address or port fails the Service after the namespace and the
     # pull secrets exist; the API server's message does not say who holds it.
     problems = []
-    ranges = cluster.service_ranges() if settings.cluster_ip else None
-    if ranges and not any(ipaddress.ip_address(settings.cluster_ip) in ipaddress.ip_network(r) for r in ranges):
+    cluster_ip = settings.cluster_ip
+    ranges = cluster.service_ranges() if cluster_ip else None
+    if cluster_ip and ranges and not any(ipaddress.ip_address(cluster_ip) in ipaddress.ip_network(r) for r in ranges):
         problems.append(
             f"registry:clusterIp {settings.cluster_ip} is outside the cluster's Service range ({', '.join(ranges)}; "
             "kubectl get servicecidr shows it); choose a free address in it, and set registry:serviceCidr to it"
@@ -232,11 +248,15 @@ def _service_address(settings: Settings, cluster: ClusterView) -> list[str]:
             continue
         where = f"{service.namespace}/{service.name}"
         if settings.cluster_ip and settings.cluster_ip in service.cluster_ips:
-            problems.append(f"registry:clusterIp {settings.cluster_ip} is taken by the Service {where}; choose a "
-                            "free address in the Service range (kubectl get svc -A lists those in use)")
+            problems.append(
+                f"registry:clusterIp {settings.cluster_ip} is taken by the Service {where}; choose a "
+                "free address in the Service range (kubectl get svc -A lists those in use)"
+            )
         if settings.node_port in service.node_ports:
-            problems.append(f"registry:nodePort {settings.node_port} is taken by the Service {where}; choose a free "
-                            "port between 30000 and 32767 (kubectl get svc -A lists those in use)")
+            problems.append(
+                f"registry:nodePort {settings.node_port} is taken by the Service {where}; choose a free "
+                "port between 30000 and 32767 (kubectl get svc -A lists those in use)"
+            )
     return problems
 
 
@@ -305,7 +325,7 @@ def connect(settings: Settings) -> ClusterView:
     try:
         return KubernetesView.reaching(settings.kube)
     except CannotRead as reason:
-        return Unreachable(str(reason))  # type: ignore[return-value]
+        return cast(ClusterView, Unreachable(str(reason)))
 
 
 def check_cluster(settings: Settings, cluster: ClusterView) -> None:
@@ -328,15 +348,18 @@ def check_cluster(settings: Settings, cluster: ClusterView) -> None:
 
 def _unreadable_tls_secret(settings: Settings, reason: CannotRead) -> SettingsError:
     assert settings.tls_secret is not None
-    return SettingsError(f"registry:tlsSecret is {'/'.join(settings.tls_secret)!r}, and the cluster could not "
-                         f"be read ({reason}); the server certificate comes from there")
+    return SettingsError(
+        f"registry:tlsSecret is {'/'.join(settings.tls_secret)!r}, and the cluster could not "
+        f"be read ({reason}); the server certificate comes from there"
+    )
 
 
-def user_certificate(settings: Settings, cluster: ClusterView) -> Optional[UserCertificate]:
+def user_certificate(settings: Settings, cluster: ClusterView) -> UserCertificate | None:
     """The certificate the user brings, from the config or from tlsSecret (as
     check_cluster accepted it), or None when the program makes its own."""
     if settings.tls_certificate is not None:
-        return UserCertificate(settings.tls_certificate, settings.tls_key, settings.tls_ca)  # type: ignore[arg-type]
+        assert settings.tls_key is not None and settings.tls_ca is not None, "registry/settings.py requires all three"
+        return UserCertificate(settings.tls_certificate, settings.tls_key, settings.tls_ca)
     if settings.tls_secret is None:
         return None
     try:
@@ -344,14 +367,16 @@ def user_certificate(settings: Settings, cluster: ClusterView) -> Optional[UserC
     except CannotRead as reason:
         raise _unreadable_tls_secret(settings, reason) from None
     assert certificate is not None, "check_cluster refuses a tlsSecret it cannot serve"
-    left = own_certificate.expires(certificate.certificate) - datetime.datetime.now(datetime.timezone.utc)
+    left = brought_certificate.expires(certificate.certificate) - datetime.datetime.now(datetime.UTC)
     if left < EXPIRY_WARNING:
-        pulumi.log.warn(f"registry:tlsSecret {'/'.join(settings.tls_secret)!r} holds a certificate that expires in "
-                        f"{left.days} days; once it is renewed there, run pulumi up again to serve the new one")
+        pulumi.log.warn(
+            f"registry:tlsSecret {'/'.join(settings.tls_secret)!r} holds a certificate that expires in "
+            f"{left.days} days; once it is renewed there, run pulumi up again to serve the new one"
+        )
     return certificate
 
 
-def read_tls_secret(settings: Settings, cluster: ClusterView) -> tuple[list[str], Optional[UserCertificate]]:
+def read_tls_secret(settings: Settings, cluster: ClusterView) -> tuple[list[str], UserCertificate | None]:
     """The certificate in the user's kubernetes.io/tls Secret (cert-manager's, say), checked as one from the
     config is: (problems, None) or ([], the certificate). The program copies it into its own TLS Secret at
     each run: the copy follows a renewal at the next `pulumi up`."""
@@ -360,22 +385,27 @@ def read_tls_secret(settings: Settings, cluster: ClusterView) -> tuple[list[str]
     where = f"{namespace}/{name}"
     found = cluster.secret(namespace, name)
     if found is None:
-        return [f"registry:tlsSecret is {where!r}, a Secret that does not exist (kubectl -n {namespace} get secret {name})"], None
+        return [
+            f"registry:tlsSecret is {where!r}, a Secret that does not exist (kubectl -n {namespace} get secret {name})"
+        ], None
     kind, data = found
     missing = [field for field in ("tls.crt", "tls.key") if not data.get(field)]
     if missing:
-        return [f"registry:tlsSecret is {where!r}, a Secret of type {kind} without {' and '.join(missing)}; "
-                "it must hold the server certificate in tls.crt and its key in tls.key (type kubernetes.io/tls)"], None
+        return [
+            f"registry:tlsSecret is {where!r}, a Secret of type {kind} without {' and '.join(missing)}; "
+            "it must hold the server certificate in tls.crt and its key in tls.key (type kubernetes.io/tls)"
+        ], None
     ca = settings.tls_ca or data.get("ca.crt") or None
-    names = own_certificate.Names(
+    names = brought_certificate.Names(
         certificate=f"registry:tlsSecret {where!r} tls.crt",
         key=f"registry:tlsSecret {where!r} tls.key",
         ca="registry:tlsCa" if settings.tls_ca else f"registry:tlsSecret {where!r} ca.crt (or registry:tlsCa)",
     )
-    problems = own_certificate.problems(data["tls.crt"], data["tls.key"], ca, settings.hostname, names)
+    problems = brought_certificate.problems(data["tls.crt"], data["tls.key"], ca, settings.hostname, names)
     if problems:
         return problems, None
-    return [], UserCertificate(data["tls.crt"], pulumi.Output.secret(data["tls.key"]), ca)  # type: ignore[arg-type]
+    assert ca is not None, "brought_certificate.problems refuses a certificate without a CA"
+    return [], UserCertificate(data["tls.crt"], pulumi.Output.secret(data["tls.key"]), ca)
 
 
 class KubernetesView:
@@ -389,7 +419,7 @@ class KubernetesView:
         self._networking = client.NetworkingV1Api(api_client)
 
     @classmethod
-    def reaching(cls, access: KubeAccess) -> "KubernetesView":
+    def reaching(cls, access: KubeAccess) -> KubernetesView:
         from kubernetes import config as kube_config
         from kubernetes.client import ApiClient, Configuration
 
@@ -400,8 +430,10 @@ class KubernetesView:
                 try:
                     kube_config.load_incluster_config(client_configuration=configuration)
                 except kube_config.ConfigException:
-                    raise CannotRead("no kubeconfig (kubernetes:kubeconfig, $KUBECONFIG or ~/.kube/config), "
-                                     "and not running in a cluster") from None
+                    raise CannotRead(
+                        "no kubeconfig (kubernetes:kubeconfig, $KUBECONFIG or ~/.kube/config), "
+                        "and not running in a cluster"
+                    ) from None
                 return cls(ApiClient(configuration))
             return cls(kube_config.new_client_from_config_dict(merged, access.context))
         except CannotRead:
@@ -409,7 +441,8 @@ class KubernetesView:
         except Exception as error:  # a kubeconfig that does not load is pulumi-kubernetes' to report
             raise CannotRead(f"kubeconfig: {error}".splitlines()[0]) from None
 
-    def _read(self, call, *args, **kwargs) -> Optional[object]:
+    def _read(self, call, *args, **kwargs) -> Any:
+        """The API's answer (a kubernetes client model), or None for 404."""
         from kubernetes.client.exceptions import ApiException
 
         try:
@@ -421,15 +454,15 @@ class KubernetesView:
         except Exception as error:  # connection refused, timeout, TLS
             raise CannotRead(str(error).splitlines()[0] if str(error) else type(error).__name__) from None
 
-    def namespace_labels(self, name: str) -> Optional[dict[str, str]]:
+    def namespace_labels(self, name: str) -> dict[str, str] | None:
         namespace = self._read(self._core.read_namespace, name)
         return None if namespace is None else dict(namespace.metadata.labels or {})
 
-    def account_pull_secrets(self, namespace: str) -> Optional[list[str]]:
+    def account_pull_secrets(self, namespace: str) -> list[str] | None:
         account = self._read(self._core.read_namespaced_service_account, "default", namespace)
         return None if account is None else [ref.name for ref in account.image_pull_secrets or []]
 
-    def object_labels(self, kind: str, namespace: str, name: str) -> Optional[dict[str, str]]:
+    def object_labels(self, kind: str, namespace: str, name: str) -> dict[str, str] | None:
         read = {
             "Secret": self._core.read_namespaced_secret,
             "ConfigMap": self._core.read_namespaced_config_map,
@@ -438,7 +471,7 @@ class KubernetesView:
         found = self._read(read, name, namespace)
         return None if found is None else dict(found.metadata.labels or {})
 
-    def secret(self, namespace: str, name: str) -> Optional[tuple[str, dict[str, str]]]:
+    def secret(self, namespace: str, name: str) -> tuple[str, dict[str, str]] | None:
         secret = self._read(self._core.read_namespaced_secret, name, namespace)
         if secret is None:
             return None
@@ -462,7 +495,7 @@ class KubernetesView:
         found = self._read(self._core.list_node, label_selector=label_selector)
         return [item.metadata.name for item in found.items]
 
-    def service_ranges(self) -> Optional[list[str]]:
+    def service_ranges(self) -> list[str] | None:
         found = self._read(self._networking.list_service_cidr)
         if found is None:
             return None
@@ -481,7 +514,7 @@ class KubernetesView:
 _FILE_FIELDS = {"clusters": ("certificate-authority",), "users": ("client-certificate", "client-key", "tokenFile")}
 
 
-def merged_kubeconfig(access: KubeAccess, environ: Mapping[str, str]) -> Optional[dict]:
+def merged_kubeconfig(access: KubeAccess, environ: Mapping[str, str]) -> dict | None:
     """The kubeconfig pulumi-kubernetes reads, as one document, or None (then in-cluster).
 
     pulumi-kubernetes loads it with client-go's rules, as kubectl does:
@@ -493,7 +526,7 @@ def merged_kubeconfig(access: KubeAccess, environ: Mapping[str, str]) -> Optiona
     """
     import yaml
 
-    documents: list[tuple[dict, Optional[Path]]] = []
+    documents: list[tuple[dict, Path | None]] = []
     if access.kubeconfig and os.path.isfile(os.path.expanduser(access.kubeconfig)):
         path = Path(os.path.expanduser(access.kubeconfig))
         documents.append((yaml.safe_load(path.read_text()) or {}, path.parent))

@@ -9,8 +9,9 @@ and passwords of its own, where pulumi-tls and pulumi-random cannot run.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -54,19 +55,23 @@ def passwords(settings: Settings) -> Credentials:
 
 def own_certificates(settings: Settings) -> ServingCertificate:
     """A CA of the program's own (generations N and N-1) and a server certificate it signs."""
-    made = Certificates("registry", CertificatesArgs(
-        hostname=settings.hostname,
-        namespace=settings.namespace,
-        node_hosts=[node.host for node in settings.nodes],
-        cluster_ip=settings.cluster_ip,
-        ca_generation=settings.ca_generation,
-        validity_days=settings.cert_validity_days,
-    ))
+    made = Certificates(
+        "registry",
+        CertificatesArgs(
+            hostname=settings.hostname,
+            namespace=settings.namespace,
+            node_hosts=[node.host for node in settings.nodes],
+            cluster_ip=settings.cluster_ip,
+            ca_generation=settings.ca_generation,
+            validity_days=settings.cert_validity_days,
+        ),
+    )
     return ServingCertificate(ca_pem=made.ca_bundle_pem, cert_pem=made.server_cert_pem, key_pem=made.server_key_pem)
 
 
 def serving_certificate(
-    user: Optional[UserCertificate], own: Callable[[], ServingCertificate],
+    user: UserCertificate | None,
+    own: Callable[[], ServingCertificate],
 ) -> ServingCertificate:
     """The user's certificate when they bring one (from the config or their Secret,
     checked by registry/preflight.py), with no CA of the program's; else `own()`."""
@@ -76,30 +81,52 @@ def serving_certificate(
 
 
 def material(certificate: ServingCertificate, credentials: Credentials) -> Material:
-    return Material(certificate=certificate, htpasswd=credentials.htpasswd, http_secret=credentials.http_secret,
-                    passwords=credentials.passwords)
+    return Material(
+        certificate=certificate,
+        htpasswd=credentials.htpasswd,
+        http_secret=credentials.http_secret,
+        passwords=credentials.passwords,
+    )
 
 
 def ssh_access(settings: Settings) -> SshAccess:
-    return SshAccess(private_key=settings.ssh_private_key, passphrase=settings.ssh_key_passphrase,
-                     bastion=settings.ssh_bastion)
+    return SshAccess(
+        private_key=settings.ssh_private_key, passphrase=settings.ssh_key_passphrase, bastion=settings.ssh_bastion
+    )
 
 
 def prepare_nodes(settings: Settings, ca_pem: pulumi.Input[str]) -> NodeSteps:
     """Every node trusts the CA bundle and resolves the name; with storage node
     the data folder is ready too. The pods roll out after what this returns."""
+
     def prepare(service: k8s.core.v1.Service) -> list[pulumi.Resource]:
         ready: list[pulumi.Resource] = []
         if settings.storage_node is not None and settings.storage_path is not None:
-            ready.append(NodeStorage("registry-storage", NodeStorageArgs(
-                node=settings.storage_node, path=settings.storage_path, keep=settings.keep_data,
+            ready.append(
+                NodeStorage(
+                    "registry-storage",
+                    NodeStorageArgs(
+                        node=settings.storage_node,
+                        path=settings.storage_path,
+                        keep=settings.keep_data,
+                        ssh=ssh_access(settings),
+                    ),
+                ).command
+            )
+        trust = NodeTrust(
+            "registry-node",
+            NodeTrustArgs(
+                nodes=settings.nodes,
+                hostname=settings.hostname,
+                port=settings.port,
                 ssh=ssh_access(settings),
-            )).command)
-        trust = NodeTrust("registry-node", NodeTrustArgs(
-            nodes=settings.nodes, hostname=settings.hostname, port=settings.port, ssh=ssh_access(settings),
-            ca_cert_pem=ca_pem, cluster_ip=service.spec.cluster_ip, service=service,
-        ))
+                ca_cert_pem=ca_pem,
+                cluster_ip=service.spec.cluster_ip,
+                service=service,
+            ),
+        )
         return ready + list(trust.commands.values())
+
     return prepare
 
 
@@ -160,12 +187,15 @@ def deploy(settings: Settings, material: Material, nodes: NodeSteps = lambda ser
     )
     pull_secrets.add_own(workload.namespace)
     if settings.discovery:
-        Discovery("registry-discovery", DiscoveryArgs(
-            endpoint=settings.endpoint,
-            cluster_endpoint=f"{service_dns_names(settings.namespace)[0]}:{settings.port}",
-            external_endpoint=(settings.external_endpoints or [None])[0],
-            after=pull_secrets.foreign,
-        ))
+        Discovery(
+            "registry-discovery",
+            DiscoveryArgs(
+                endpoint=settings.endpoint,
+                cluster_endpoint=f"{service_dns_names(settings.namespace)[0]}:{settings.port}",
+                external_endpoint=(settings.external_endpoints or [None])[0],
+                after=pull_secrets.foreign,
+            ),
+        )
     return Deployed(workload=workload, pull_secrets=pull_secrets)
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -32,7 +32,7 @@ class PullSecretsArgs:
     # Also name the pull secret in each namespace's default ServiceAccount.
     service_accounts: bool = False
     # The stack's cluster, for the provider of those patches.
-    kube: KubeAccess = KubeAccess()
+    kube: KubeAccess = field(default_factory=KubeAccess)
 
 
 class PullSecrets(pulumi.ComponentResource):
@@ -45,7 +45,7 @@ class PullSecrets(pulumi.ComponentResource):
     # The pull secrets (and account patches) in namespaces the program does not create.
     foreign: list[pulumi.Resource]
 
-    def __init__(self, name: str, args: PullSecretsArgs, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: PullSecretsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("registry:index:PullSecrets", name, None, opts)
         registries = list(args.registries)
         username = args.username
@@ -60,12 +60,18 @@ class PullSecrets(pulumi.ComponentResource):
         # It talks to the stack's cluster: the kubernetes: config a provider made
         # here does not inherit (kubectl's current context otherwise).
         kube = args.kube
-        self._ssa = k8s.Provider(
-            f"{name}-server-side-apply", enable_server_side_apply=True,
-            kubeconfig=pulumi.Output.secret(kube.kubeconfig) if kube.kubeconfig else None,
-            context=kube.context, cluster=kube.cluster,
-            opts=pulumi.ResourceOptions(parent=self),
-        ) if args.service_accounts else None
+        self._ssa = (
+            k8s.Provider(
+                f"{name}-server-side-apply",
+                enable_server_side_apply=True,
+                kubeconfig=pulumi.Output.secret(kube.kubeconfig) if kube.kubeconfig else None,
+                context=kube.context,
+                cluster=kube.cluster,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            if args.service_accounts
+            else None
+        )
         self.foreign = []
         for namespace in args.namespaces:
             if namespace != self._own:

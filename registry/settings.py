@@ -21,16 +21,38 @@ import json
 import os
 import re
 import urllib.parse
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional
+from typing import Any
 
 import pulumi
 
 from .names import service_dns_names
 from .validators import (
-    INVALID, Check, Field, Problems, all_of, boolean, dns_label, failed, host_key, hostname_problem, integer,
-    ip_address, is_ip, json_list, json_object, known_keys, machine, matches, network, obj, one_of, refuse,
-    ssh_port, ssh_user, text,
+    INVALID,
+    Check,
+    Field,
+    Problems,
+    all_of,
+    boolean,
+    dns_label,
+    failed,
+    host_key,
+    hostname_problem,
+    integer,
+    ip_address,
+    is_ip,
+    json_list,
+    json_object,
+    machine,
+    matches,
+    network,
+    obj,
+    one_of,
+    refuse,
+    ssh_port,
+    ssh_user,
+    text,
 )
 
 CONFIG_NAMESPACE = "registry"
@@ -45,7 +67,7 @@ CONFIG_NAMESPACE = "registry"
 DEFAULT_IMAGE = "registry:3.1.1"
 
 
-def distribution_major(image: str) -> Optional[int]:
+def distribution_major(image: str) -> int | None:
     """The registry's major version as the image's tag says it (registry:2.8.3 -> 2),
     or None when the tag does not say (a digest, latest, a tag of the user's)."""
     name = image.split("@", 1)[0].rsplit("/", 1)[-1]
@@ -102,7 +124,7 @@ class Node:
     user: str
     runtime: str
     # The node's SSH host key (OpenSSH public key line); None: not checked.
-    host_key: Optional[str] = None
+    host_key: str | None = None
 
     @property
     def is_ip(self) -> bool:
@@ -116,7 +138,7 @@ class Bastion:
     host: str
     port: int
     user: str
-    host_key: Optional[str] = None
+    host_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -125,13 +147,13 @@ class S3:
 
     bucket: str
     region: str
-    endpoint: Optional[str]
+    endpoint: str | None
     force_path_style: bool
-    root_directory: Optional[str]
+    root_directory: str | None
     redirect: bool
     # With it, the secret key is in Settings.s3_secret_access_key; without
     # both, the pod's own cloud identity is used.
-    access_key_id: Optional[str]
+    access_key_id: str | None
 
 
 @dataclass(frozen=True)
@@ -140,10 +162,10 @@ class KubeAccess:
     registry/preflight.py to read the same cluster."""
 
     # A path, or the kubeconfig's text (it may hold credentials: never printed).
-    kubeconfig: Optional[str] = field(default=None, repr=False)
-    context: Optional[str] = None
+    kubeconfig: str | None = field(default=None, repr=False)
+    context: str | None = None
     # kubernetes:cluster: the kubeconfig cluster to use instead of the context's.
-    cluster: Optional[str] = None
+    cluster: str | None = None
 
 
 @dataclass(frozen=True)
@@ -152,11 +174,11 @@ class Settings:
     namespace: str
     port: int
     service_cidr: str
-    cluster_ip: Optional[str]
+    cluster_ip: str | None
     node_port: int
     image: str
     storage_size: str
-    storage_class: Optional[str]
+    storage_class: str | None
     users: tuple[str, ...]
     pull_secret_namespaces: tuple[str, ...]
     cert_validity_days: int
@@ -164,42 +186,42 @@ class Settings:
     ssh_user: str
     storage: str
     replicas: int
-    s3: Optional[S3]
+    s3: S3 | None
     # storage node: the node entry whose folder holds the data, and the folder.
-    storage_node: Optional[Node] = None
-    storage_path: Optional[str] = None
+    storage_node: Node | None = None
+    storage_path: str | None = None
     # Whether destroy leaves the image data (storage node's folder) in place.
     keep_data: bool = False
     ca_generation: int = 1
     # Cron schedule of garbage collection; None: no collection.
-    gc_schedule: Optional[str] = None
+    gc_schedule: str | None = None
     metrics: bool = True
     discovery: bool = True
     # Scheduling, as the pod gets them.
     resources: dict = field(default_factory=lambda: copy.deepcopy(DEFAULT_RESOURCES))
     node_selector: dict = field(default_factory=dict)
     tolerations: tuple = ()
-    affinity: Optional[dict] = None
+    affinity: dict | None = None
     # Secrets: kept out of every repr and component input.
-    ssh_private_key: Optional[pulumi.Output[str]] = None
-    s3_secret_access_key: Optional[pulumi.Output[str]] = None
+    ssh_private_key: pulumi.Output[str] | None = None
+    s3_secret_access_key: pulumi.Output[str] | None = None
     # With storage s3, also in S3.access_key_id.
-    s3_access_key_id: Optional[str] = None
+    s3_access_key_id: str | None = None
     # A .dockerconfigjson document for pulling the registry's own image.
-    image_pull_secret: Optional[pulumi.Output[str]] = None
+    image_pull_secret: pulumi.Output[str] | None = None
     # SSH as operators have it: the key's passphrase, an ssh-agent, a bastion.
-    ssh_key_passphrase: Optional[pulumi.Output[str]] = None
+    ssh_key_passphrase: pulumi.Output[str] | None = None
     ssh_agent: bool = False
-    ssh_bastion: Optional[Bastion] = None
+    ssh_bastion: Bastion | None = None
     # Add the pull secret to each listed namespace's default ServiceAccount.
     service_account_pull_secret: bool = False
     # A server certificate the user brings, its key (secret) and the CA nodes trust for it.
-    tls_certificate: Optional[str] = None
-    tls_key: Optional[pulumi.Output[str]] = None
-    tls_ca: Optional[str] = None
+    tls_certificate: str | None = None
+    tls_key: pulumi.Output[str] | None = None
+    tls_ca: str | None = None
     # Or a kubernetes.io/tls Secret the user keeps in the cluster (cert-manager's,
     # say), as (namespace, name): read and checked by registry/preflight.py.
-    tls_secret: Optional[tuple[str, str]] = None
+    tls_secret: tuple[str, str] | None = None
     kube: KubeAccess = KubeAccess()
 
     @property
@@ -219,13 +241,12 @@ class Settings:
         return f"Settings(hostname={self.hostname!r}, namespace={self.namespace!r}, nodes={len(self.nodes)})"
 
 
-
-
 def url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
 # ---- checks of single keys --------------------------------------------------------
+
 
 def registry_hostname(value: Any, where: str, problems: Problems) -> Any:
     problem = hostname_problem(value)
@@ -255,14 +276,19 @@ def own_namespace(value: Any, where: str, problems: Problems) -> Any:
     if not dns_label(value):
         return refuse(problems, where, repr(value), NAMESPACE_NAME)
     if value in CLUSTER_NAMESPACES:
-        return refuse(problems, where, repr(value), "is a namespace the cluster owns; the program creates its namespace "
-                      "and deletes it on destroy, so name a new one, such as registry")
+        return refuse(
+            problems,
+            where,
+            repr(value),
+            "is a namespace the cluster owns; the program creates its namespace "
+            "and deletes it on destroy, so name a new one, such as registry",
+        )
     return value
 
 
 def quantity(value: Any, where: str, problems: Problems) -> Any:
     found = _QUANTITY.match(value)
-    if not found or float(re.match(r"[0-9.]+", value).group()) <= 0:  # type: ignore[union-attr]
+    if not found or float(found.group().rstrip("KMGTPEik")) <= 0:
         return refuse(problems, where, repr(value), "is not a positive Kubernetes quantity such as 10Gi or 500Mi")
     return value
 
@@ -271,7 +297,9 @@ def user(value: Any, where: str, problems: Problems) -> Any:
     if not isinstance(value, str) or not value:
         return refuse(problems, where, json.dumps(value), "must be a non-empty string")
     if ":" in value or any(c.isspace() for c in value):
-        return refuse(problems, where, repr(value), "must not contain ':' or whitespace (htpasswd uses ':' as separator)")
+        return refuse(
+            problems, where, repr(value), "must not contain ':' or whitespace (htpasswd uses ':' as separator)"
+        )
     return value
 
 
@@ -286,8 +314,12 @@ def cron(raw: Any, where: str, problems: Problems) -> Any:
         return None
     fields = value.split()
     if not (value in _CRON_MACROS or (len(fields) == 5 and all(_CRON_FIELD.match(f) for f in fields))):
-        return refuse(problems, where, repr(raw), 'is not a cron schedule: five fields such as "0 3 * * 0", '
-                      'a macro such as @weekly, or "" for none')
+        return refuse(
+            problems,
+            where,
+            repr(raw),
+            'is not a cron schedule: five fields such as "0 3 * * 0", a macro such as @weekly, or "" for none',
+        )
     return value
 
 
@@ -295,7 +327,9 @@ def secret_reference(raw: Any, where: str, problems: Problems) -> Any:
     """`<namespace>/<name>` of a Secret."""
     namespace, _, name = raw.partition("/")
     if not (dns_label(namespace) and hostname_problem(name) is None):
-        return refuse(problems, where, repr(raw), "is not <namespace>/<name> of a Secret, such as cert-manager/registry-tls")
+        return refuse(
+            problems, where, repr(raw), "is not <namespace>/<name> of a Secret, such as cert-manager/registry-tls"
+        )
     return namespace, name
 
 
@@ -306,17 +340,25 @@ def docker_config(raw: Any, where: str, problems: Problems) -> Any:
     except ValueError:
         value = None
     if not isinstance(value, dict) or not isinstance(value.get("auths"), dict) or not value["auths"]:
-        return refuse(problems, where, "(secret, not shown)", "must be a .dockerconfigjson document, "
-                      '{"auths": {"<registry>": {"auth": "<base64 user:password>"}}}, such as ~/.docker/config.json after a docker login')
+        return refuse(
+            problems,
+            where,
+            "(secret, not shown)",
+            "must be a .dockerconfigjson document, "
+            '{"auths": {"<registry>": {"auth": "<base64 user:password>"}}}, '
+            "such as ~/.docker/config.json after a docker login",
+        )
     return raw
 
 
 def whole(check: Check) -> Check:
     """All or nothing: INVALID when `check` found any problem."""
+
     def checked(raw: Any, where: str, problems: Problems) -> Any:
         count = len(problems)
         value = check(raw, where, problems)
         return INVALID if len(problems) > count else value
+
     return checked
 
 
@@ -327,14 +369,20 @@ def _resource_amounts(value: dict, where: str, problems: Problems) -> dict:
         if part not in ("requests", "limits"):
             continue
         if not isinstance(amounts, dict) or set(amounts) - set(_RESOURCE_NAMES):
-            refuse(problems, f"{where}.{part}", json.dumps(amounts), f"must be an object of {', '.join(_RESOURCE_NAMES)}")
+            refuse(
+                problems, f"{where}.{part}", json.dumps(amounts), f"must be an object of {', '.join(_RESOURCE_NAMES)}"
+            )
             continue
         for name, amount in amounts.items():
             pattern = _CPU if name == "cpu" else _QUANTITY
             if not isinstance(amount, str) or not pattern.match(amount):
                 example = "500m or 2" if name == "cpu" else "512Mi"
-                refuse(problems, f"{where}.{part}.{name}", json.dumps(amount),
-                       f"is not a Kubernetes quantity such as {example} (give it as a string)")
+                refuse(
+                    problems,
+                    f"{where}.{part}.{name}",
+                    json.dumps(amount),
+                    f"is not a Kubernetes quantity such as {example} (give it as a string)",
+                )
     return value
 
 
@@ -342,10 +390,19 @@ def _labels(value: dict, where: str, problems: Problems) -> dict:
     for label, wanted in value.items():
         prefix, _, name = label.rpartition("/")
         if not _LABEL_NAME.match(name) or (prefix and not _LABEL_PREFIX.match(prefix)):
-            refuse(problems, where, json.dumps(label), "has a key that is not a label key, such as kubernetes.io/hostname or disktype")
+            refuse(
+                problems,
+                where,
+                json.dumps(label),
+                "has a key that is not a label key, such as kubernetes.io/hostname or disktype",
+            )
         if not isinstance(wanted, str) or not _LABEL_VALUE.match(wanted):
-            refuse(problems, f"{where}.{label}", json.dumps(wanted),
-                   "is not a label value: up to 63 letters, digits, '-', '_' and '.', as a string")
+            refuse(
+                problems,
+                f"{where}.{label}",
+                json.dumps(wanted),
+                "is not a label value: up to 63 letters, digits, '-', '_' and '.', as a string",
+            )
     return value
 
 
@@ -363,17 +420,30 @@ def _toleration(item: Any, where: str, problems: Problems) -> Any:
         if name in item and not isinstance(item[name], str):
             refuse(problems, f"{where}.{name}", json.dumps(item[name]), "must be a string")
     if item.get("effect", "") not in ("", "NoSchedule", "PreferNoSchedule", "NoExecute"):
-        refuse(problems, f"{where}.effect", json.dumps(item["effect"]), "must be NoSchedule, PreferNoSchedule or NoExecute")
+        refuse(
+            problems, f"{where}.effect", json.dumps(item["effect"]), "must be NoSchedule, PreferNoSchedule or NoExecute"
+        )
     seconds = item.get("tolerationSeconds")
-    if seconds is not None and (not isinstance(seconds, int) or isinstance(seconds, bool) or item.get("effect") != "NoExecute"):
-        refuse(problems, f"{where}.tolerationSeconds", json.dumps(seconds), "must be a whole number of seconds, with effect NoExecute")
+    if seconds is not None and (
+        not isinstance(seconds, int) or isinstance(seconds, bool) or item.get("effect") != "NoExecute"
+    ):
+        refuse(
+            problems,
+            f"{where}.tolerationSeconds",
+            json.dumps(seconds),
+            "must be a whole number of seconds, with effect NoExecute",
+        )
     return item
 
 
 def _affinity(value: dict, where: str, problems: Problems) -> Any:
     if not value or set(value) - _AFFINITY_KEYS or not all(isinstance(v, dict) for v in value.values()):
-        return refuse(problems, where, json.dumps(value),
-                      f"must be an object of {', '.join(sorted(_AFFINITY_KEYS))}, each an object as in a pod spec")
+        return refuse(
+            problems,
+            where,
+            json.dumps(value),
+            f"must be an object of {', '.join(sorted(_AFFINITY_KEYS))}, each an object as in a pod spec",
+        )
     return value
 
 
@@ -426,8 +496,18 @@ def node_list(raw: Any, where: str, problems: Problems) -> Any:
         name, host = entry.get("name"), entry.get("host")
         if isinstance(name, str) and _NODE_NAME.match(name) and name in names:
             node = refuse(problems, f"{at}.name", repr(name), "is used by another node; node names must be unique")
-        if isinstance(host, str) and host and (is_ip(host) or not hostname_problem(host.lower())) and machine(host) in hosts:
-            node = refuse(problems, f"{at}.host", repr(host), "is the same machine as another node's host; node hosts must be unique")
+        if (
+            isinstance(host, str)
+            and host
+            and (is_ip(host) or not hostname_problem(host.lower()))
+            and machine(host) in hosts
+        ):
+            node = refuse(
+                problems,
+                f"{at}.host",
+                repr(host),
+                "is the same machine as another node's host; node hosts must be unique",
+            )
         if isinstance(name, str):
             names.add(name)
         if isinstance(host, str) and host:
@@ -447,7 +527,12 @@ def _endpoint(value: Any, where: str, problems: Problems) -> Any:
     except ValueError:
         url = None
     if url is None or url.scheme not in ("http", "https") or not url.hostname:
-        return refuse(problems, where, json.dumps(value), "must be an http:// or https:// URL, such as https://minio.example.internal:9000")
+        return refuse(
+            problems,
+            where,
+            json.dumps(value),
+            "must be an http:// or https:// URL, such as https://minio.example.internal:9000",
+        )
     return value
 
 
@@ -460,7 +545,9 @@ _S3 = obj(
         "bucket": Field(matches(_BUCKET.pattern, _BUCKET_NAME, json.dumps), required=_BUCKET_NAME),
         "endpoint": Field(_endpoint, None),
         "region": Field(matches(r"\S+", "must be a region name such as us-east-1", json.dumps), "us-east-1"),
-        "rootDirectory": Field(matches(r"/\S*", "must be a path starting with '/', such as /registry", json.dumps), None),
+        "rootDirectory": Field(
+            matches(r"/\S*", "must be a path starting with '/', such as /registry", json.dumps), None
+        ),
         # Path style by default with an endpoint of the user's (MinIO, SeaweedFS...), not on AWS.
         "forcePathStyle": Field(_flag, None),
         "redirect": Field(_flag, False),
@@ -480,6 +567,7 @@ _BASTION = obj(
 
 
 # ---- the table ---------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Key:
@@ -502,25 +590,61 @@ def _object(shape: str, check: Check) -> Check:
 
 
 TABLE: tuple[Key, ...] = (
-    Key("hostname", registry_hostname, "image-registry", "Name nodes and pods use in image references (a lower-case DNS name)."),
+    Key(
+        "hostname",
+        registry_hostname,
+        "image-registry",
+        "Name nodes and pods use in image references (a lower-case DNS name).",
+    ),
     Key("namespace", own_namespace, "registry", "Namespace of the registry workload."),
     Key("port", integer(1, 65535), 5000, "Service port; part of every image reference (hostname:port/...)."),
     Key("serviceCidr", network, "10.96.0.0/12", "The cluster's Service CIDR; clusterIp must be inside it."),
     Key("clusterIp", ip_address, None, "Fixed ClusterIP of the Service (else allocated)."),
-    Key("nodePort", integer(30000, 32767), 30500, "Port on every node for access from outside the cluster (30000-32767)."),
-    Key("image", matches(r"\S+", f"must be an image reference without spaces, such as {DEFAULT_IMAGE}"), DEFAULT_IMAGE,
-        "Registry image, pinned."),
+    Key(
+        "nodePort",
+        integer(30000, 32767),
+        30500,
+        "Port on every node for access from outside the cluster (30000-32767).",
+    ),
+    Key(
+        "image",
+        matches(r"\S+", f"must be an image reference without spaces, such as {DEFAULT_IMAGE}"),
+        DEFAULT_IMAGE,
+        "Registry image, pinned.",
+    ),
     Key("storageSize", quantity, "10Gi", "Size of the registry's PersistentVolumeClaim."),
     Key("storageClass", storage_class, None, "StorageClass of the claim (else the cluster's default)."),
-    Key("users", json_list(user, unique="is listed twice; each user must be unique", non_empty="must list at least one user"),
-        ("admin",), "htpasswd users; the first one is the username output."),
-    Key("pullSecretNamespaces", json_list(namespace_name, unique="is listed twice"), ("default",),
-        "Namespaces that get the dockerconfigjson pull secret."),
-    Key("certValidityDays", integer(1, 825), 365, "Validity of the server certificate in days (1-825); it renews before expiry."),
-    Key("sshUser", matches(r"[^\s:]+", "must be a user name without ':' or whitespace"), "root",
-        "Default SSH user for nodes; a non-root user needs passwordless sudo."),
+    Key(
+        "users",
+        json_list(user, unique="is listed twice; each user must be unique", non_empty="must list at least one user"),
+        ("admin",),
+        "htpasswd users; the first one is the username output.",
+    ),
+    Key(
+        "pullSecretNamespaces",
+        json_list(namespace_name, unique="is listed twice"),
+        ("default",),
+        "Namespaces that get the dockerconfigjson pull secret.",
+    ),
+    Key(
+        "certValidityDays",
+        integer(1, 825),
+        365,
+        "Validity of the server certificate in days (1-825); it renews before expiry.",
+    ),
+    Key(
+        "sshUser",
+        matches(r"[^\s:]+", "must be a user name without ':' or whitespace"),
+        "root",
+        "Default SSH user for nodes; a non-root user needs passwordless sudo.",
+    ),
     Key("nodes", node_list, (), "Nodes to trust the registry: {name, host, port?, user?, runtime?, hostKey?}."),
-    Key("storage", one_of(*STORAGES), "pvc", "Where the registry keeps images, pvc (one volume), node (a folder on one node) or s3 (object storage)."),
+    Key(
+        "storage",
+        one_of(*STORAGES),
+        "pvc",
+        "Where the registry keeps images, pvc (one volume), node (a folder on one node) or s3 (object storage).",
+    ),
     Key("replicas", integer(1, MAX_REPLICAS), 1, "Pods serving the registry; more than 1 needs storage s3."),
     Key("s3", text, None, f"With storage s3: {_S3_SHAPE}."),
     Key("s3AccessKeyId", text, None, "Access key of the bucket; with s3SecretAccessKey, or neither."),
@@ -528,23 +652,60 @@ TABLE: tuple[Key, ...] = (
     Key("storageNode", text, None, "With storage node: the nodes entry whose folder keeps the data."),
     Key("storagePath", text, None, f"With storage node: the folder (default {DEFAULT_STORAGE_PATH})."),
     Key("keepData", boolean, None, "With storage node: whether destroy leaves the folder (default true)."),
-    Key("caGeneration", integer(1, MAX_CA_GENERATION), 1, "Raise by one to rotate the CA; nodes trust the new and the previous one."),
-    Key("gcSchedule", cron, DEFAULT_GC_SCHEDULE, 'Cron schedule of garbage collection (storage pvc; none with s3); "" turns it off.', blank_is_unset=False),
+    Key(
+        "caGeneration",
+        integer(1, MAX_CA_GENERATION),
+        1,
+        "Raise by one to rotate the CA; nodes trust the new and the previous one.",
+    ),
+    Key(
+        "gcSchedule",
+        cron,
+        DEFAULT_GC_SCHEDULE,
+        'Cron schedule of garbage collection (storage pvc; none with s3); "" turns it off.',
+        blank_is_unset=False,
+    ),
     Key("metrics", boolean, True, "Prometheus metrics on their own port, not on the node port."),
-    Key("discovery", boolean, True, "Publish kube-public/local-registry-hosting (KEP-1755); one registry per cluster can."),
-    Key("resources", _object("{requests?: {cpu?, memory?}, limits?: {cpu?, memory?}}", whole(_resource_amounts)),
-        DEFAULT_RESOURCES, "The container's requests and limits."),
+    Key(
+        "discovery",
+        boolean,
+        True,
+        "Publish kube-public/local-registry-hosting (KEP-1755); one registry per cluster can.",
+    ),
+    Key(
+        "resources",
+        _object("{requests?: {cpu?, memory?}, limits?: {cpu?, memory?}}", whole(_resource_amounts)),
+        DEFAULT_RESOURCES,
+        "The container's requests and limits.",
+    ),
     Key("nodeSelector", _object("of node label to value", whole(_labels)), {}, "Node labels the pod must match."),
     Key("tolerations", whole(json_list(_toleration)), (), "Taints the pod tolerates."),
-    Key("affinity", _object("{nodeAffinity?, podAffinity?, podAntiAffinity?}", _affinity), None, "Affinity as in a pod spec."),
-    Key("imagePullSecret", docker_config, None, "A .dockerconfigjson for pulling the registry's own image.", secret=True),
-    Key("serviceAccountPullSecret", boolean, False, "Name the pull secret in each listed namespace's default ServiceAccount."),
+    Key(
+        "affinity",
+        _object("{nodeAffinity?, podAffinity?, podAntiAffinity?}", _affinity),
+        None,
+        "Affinity as in a pod spec.",
+    ),
+    Key(
+        "imagePullSecret", docker_config, None, "A .dockerconfigjson for pulling the registry's own image.", secret=True
+    ),
+    Key(
+        "serviceAccountPullSecret",
+        boolean,
+        False,
+        "Name the pull secret in each listed namespace's default ServiceAccount.",
+    ),
     Key("tlsCertificate", text, None, "A server certificate you bring (PEM)."),
     Key("tlsKey", text, None, "Its private key (PEM).", secret=True),
     Key("tlsCa", text, None, "The CA certificate(s) nodes trust for it."),
     Key("tlsSecret", secret_reference, None, "<namespace>/<name> of a kubernetes.io/tls Secret to serve instead."),
     Key("sshAgent", boolean, False, "Use the keys of the ssh-agent at SSH_AUTH_SOCK."),
-    Key("sshBastion", _object("{host, port?, user?, hostKey?}", _BASTION), None, "A jump host for every node connection."),
+    Key(
+        "sshBastion",
+        _object("{host, port?, user?, hostKey?}", _BASTION),
+        None,
+        "A jump host for every node connection.",
+    ),
     Key("sshPrivateKey", text, None, "SSH key for the nodes.", secret=True),
     Key("sshKeyPassphrase", text, None, "The passphrase of sshPrivateKey.", secret=True),
 )
@@ -554,12 +715,13 @@ SECRET_KEYS = tuple(key.name for key in TABLE if key.secret)
 
 # ---- rules over several keys ---------------------------------------------------------
 
+
 @dataclass
 class Parsed:
     """The keys' values as checked (a failed key holds its default), and what the rules need besides."""
 
     values: dict[str, Any]
-    plain: Callable[[str], Optional[str]]  # a key's raw text, secrets too; None when unset or ""
+    plain: Callable[[str], str | None]  # a key's raw text, secrets too; None when unset or ""
     problems: Problems
     environ: Mapping[str, str]
 
@@ -583,8 +745,10 @@ def cluster_ip_in_range(c: Parsed) -> None:
     elif address in (net.network_address, net.broadcast_address):
         c.problem(f"registry:clusterIp {raw} is the network or broadcast address of registry:serviceCidr {net}")
     elif address == net.network_address + 1:
-        c.problem(f"registry:clusterIp {raw} is the first address of registry:serviceCidr {net}, which the API server's "
-                  "own Service (kubernetes.default) takes; choose another free address in the range")
+        c.problem(
+            f"registry:clusterIp {raw} is the first address of registry:serviceCidr {net}, which the API server's "
+            "own Service (kubernetes.default) takes; choose another free address in the range"
+        )
     else:
         return
     c["clusterIp"] = None
@@ -600,7 +764,8 @@ def replicas_need_s3(c: Parsed) -> None:
     if c["replicas"] > 1 and c["storage"] != "s3":
         c.problem(
             f"registry:replicas {c['replicas']} needs registry:storage s3: storage {c['storage']} is one "
-            + ("ReadWriteOnce volume" if c["storage"] == "pvc" else "folder on one node") + ", which only one pod can use"
+            + ("ReadWriteOnce volume" if c["storage"] == "pvc" else "folder on one node")
+            + ", which only one pod can use"
         )
 
 
@@ -610,24 +775,41 @@ def node_storage(c: Parsed) -> None:
     if storage != "node":
         for key, given in (("storageNode", raw_node), ("storagePath", raw_path)):
             if given is not None:
-                c.problem(f"registry:{key} is set, but registry:storage is {storage}; set registry:storage node to use it")
+                c.problem(
+                    f"registry:{key} is set, but registry:storage is {storage}; set registry:storage node to use it"
+                )
         if c["keepData"]:
-            c.problem("registry:keepData true needs registry:storage node: with " + storage + " the data is "
-                      + ("the claim, which destroy deletes with the namespace; back it up first" if storage == "pvc"
-                         else "in your bucket, which destroy never touches"))
+            c.problem(
+                "registry:keepData true needs registry:storage node: with "
+                + storage
+                + " the data is "
+                + (
+                    "the claim, which destroy deletes with the namespace; back it up first"
+                    if storage == "pvc"
+                    else "in your bucket, which destroy never touches"
+                )
+            )
         c["storageNode"], c["storagePath"], c["keepData"] = None, None, False
         return
     names = [node.name for node in c["nodes"]]
     node = next((n for n in c["nodes"] if n.name == raw_node), None)
     if raw_node is None or node is None:
-        c.problem(f"registry:storageNode {repr(raw_node) if raw_node else '(unset)'} must name the node entry "
-                  "(registry:nodes[].name, and the node's Kubernetes name) that keeps the data; "
-                  f"entries: {names or 'none'}")
+        c.problem(
+            f"registry:storageNode {repr(raw_node) if raw_node else '(unset)'} must name the node entry "
+            "(registry:nodes[].name, and the node's Kubernetes name) that keeps the data; "
+            f"entries: {names or 'none'}"
+        )
     path = raw_path or DEFAULT_STORAGE_PATH
-    if (not _PATH.match(path) or "/../" in path + "/" or "/./" in path + "/"
-            or not any(path.startswith(prefix) for prefix in STORAGE_PREFIXES)):
-        c.problem(f"registry:storagePath {path!r} must be an absolute folder of its own such as /var/lib/registry-data "
-                  f"(letters, digits, . _ + -; not a system folder: below {', '.join(STORAGE_PREFIXES)})")
+    if (
+        not _PATH.match(path)
+        or "/../" in path + "/"
+        or "/./" in path + "/"
+        or not any(path.startswith(prefix) for prefix in STORAGE_PREFIXES)
+    ):
+        c.problem(
+            f"registry:storagePath {path!r} must be an absolute folder of its own such as /var/lib/registry-data "
+            f"(letters, digits, . _ + -; not a system folder: below {', '.join(STORAGE_PREFIXES)})"
+        )
     c["storageNode"], c["storagePath"] = node, path
     c["keepData"] = True if c["keepData"] is None else c["keepData"]
 
@@ -639,10 +821,15 @@ def s3_storage(c: Parsed) -> None:
     if storage != "s3":
         for given, name in ((raw, "s3"), (key_id, "s3AccessKeyId"), (has_secret_key or None, "s3SecretAccessKey")):
             if given is not None:
-                c.problem(f"registry:{name} is set, but registry:storage is {storage}; set registry:storage s3 to use it")
+                c.problem(
+                    f"registry:{name} is set, but registry:storage is {storage}; set registry:storage s3 to use it"
+                )
         return
     if raw is None:
-        c.problem("registry:s3 (unset) is required with registry:storage s3: an object with at least a bucket, such as {bucket: registry}")
+        c.problem(
+            "registry:s3 (unset) is required with registry:storage s3: "
+            "an object with at least a bucket, such as {bucket: registry}"
+        )
         return
     value = json_object(_S3_SHAPE)(raw, "s3", c.problems)
     if failed(value):
@@ -650,12 +837,21 @@ def s3_storage(c: Parsed) -> None:
     fields = _S3(value, "s3", c.problems)
     if (key_id is None) != (not has_secret_key):
         given, missing = ("s3AccessKeyId", "s3SecretAccessKey") if key_id else ("s3SecretAccessKey", "s3AccessKeyId")
-        c.problem(f"registry:{given} is set without registry:{missing}; give both, or neither to use the pod's own identity")
+        c.problem(
+            f"registry:{given} is set without registry:{missing}; give both, or neither to use the pod's own identity"
+        )
         return
     if not failed(fields):
         path_style = fields["endpoint"] is not None if fields["forcePathStyle"] is None else fields["forcePathStyle"]
-        c["s3"] = S3(bucket=fields["bucket"], region=fields["region"], endpoint=fields["endpoint"], force_path_style=path_style,
-                     root_directory=fields["rootDirectory"], redirect=fields["redirect"], access_key_id=key_id)
+        c["s3"] = S3(
+            bucket=fields["bucket"],
+            region=fields["region"],
+            endpoint=fields["endpoint"],
+            force_path_style=path_style,
+            root_directory=fields["rootDirectory"],
+            redirect=fields["redirect"],
+            access_key_id=key_id,
+        )
 
 
 def collection_needs_a_volume_and_distribution_3(c: Parsed) -> None:
@@ -683,17 +879,21 @@ def collection_needs_a_volume_and_distribution_3(c: Parsed) -> None:
 def one_certificate_source(c: Parsed) -> None:
     certificate, ca, secret, key = c["tlsCertificate"], c["tlsCa"], c["tlsSecret"], c.plain("tlsKey")
     if secret is not None and (certificate is not None or key is not None):
-        c.problem("registry:tlsSecret and registry:tlsCertificate/tlsKey are both set; the certificate comes "
-                  "from one of them: the Secret, or the config")
+        c.problem(
+            "registry:tlsSecret and registry:tlsCertificate/tlsKey are both set; the certificate comes "
+            "from one of them: the Secret, or the config"
+        )
     elif certificate is None and secret is None and (ca is not None or key is not None):
         c.problem("registry:tlsKey or registry:tlsCa is set without registry:tlsCertificate; give all three, or none")
     elif certificate is not None:
-        from .own_certificate import problems as certificate_problems
+        from .brought_certificate import problems as certificate_problems
 
         c.problems.extend(certificate_problems(certificate, key, ca, c["hostname"]))
     if (certificate is not None or secret is not None) and c["caGeneration"] != 1:
-        c.problem("registry:caGeneration is set, but the certificate is the user's, with its own CA; rotate by "
-                  "giving the new CA in registry:tlsCa next to the old one, then the new certificate")
+        c.problem(
+            "registry:caGeneration is set, but the certificate is the user's, with its own CA; rotate by "
+            "giving the new CA in registry:tlsCa next to the old one, then the new certificate"
+        )
     if certificate is None:
         c["tlsKey"] = None
         if secret is None:
@@ -725,12 +925,20 @@ def secrets_only_where_used(c: Parsed) -> None:
 
 
 RULES: tuple[Callable[[Parsed], None], ...] = (
-    cluster_ip_in_range, users_default_to_ssh_user, replicas_need_s3, node_storage, s3_storage,
-    collection_needs_a_volume_and_distribution_3, one_certificate_source, ssh_credentials, secrets_only_where_used,
+    cluster_ip_in_range,
+    users_default_to_ssh_user,
+    replicas_need_s3,
+    node_storage,
+    s3_storage,
+    collection_needs_a_volume_and_distribution_3,
+    one_certificate_source,
+    ssh_credentials,
+    secrets_only_where_used,
 )
 
 
 # ---- reading -------------------------------------------------------------------------
+
 
 def load_settings() -> Settings:
     """Read the `registry:` config of the current stack."""
@@ -742,7 +950,7 @@ def load_settings() -> Settings:
     return dataclasses.replace(settings, kube=kube)
 
 
-def config_keys() -> Optional[set[str]]:
+def config_keys() -> set[str] | None:
     """The keys set in the `registry:` namespace, or None when the SDK does not say.
 
     The SDK has no call that lists config; the language host hands the stack's
@@ -758,7 +966,7 @@ def config_keys() -> Optional[set[str]]:
         pulumi.log.warn(f"cannot list the stack's config ({error!r}); unknown registry: keys are not checked")
         return None
     prefix = CONFIG_NAMESPACE + ":"
-    return {key[len(prefix):].removeprefix("config:") for key in every if key.startswith(prefix)}
+    return {key[len(prefix) :].removeprefix("config:") for key in every if key.startswith(prefix)}
 
 
 def unknown_keys(keys: set[str]) -> Problems:
@@ -772,10 +980,10 @@ def unknown_keys(keys: set[str]) -> Problems:
 
 
 def parse_settings(
-    get: Callable[[str], Optional[str]],
-    secrets: Optional[Mapping[str, pulumi.Output[str]]] = None,
-    keys: Optional[set[str]] = None,
-    environ: Optional[Mapping[str, str]] = None,
+    get: Callable[[str], str | None],
+    secrets: Mapping[str, pulumi.Output[str]] | None = None,
+    keys: set[str] | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Settings:
     """Build Settings from raw config strings; `get(key)` returns None when unset.
 
@@ -787,7 +995,7 @@ def parse_settings(
     secrets = secrets or {}
     problems = unknown_keys(keys or set())
 
-    def plain(key: str) -> Optional[str]:
+    def plain(key: str) -> str | None:
         value = get(key)
         return None if value is None or value == "" else value
 

@@ -13,8 +13,9 @@ import base64
 import ipaddress
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any
 
 Problems = list[str]
 Check = Callable[[Any, str, Problems], Any]
@@ -41,6 +42,7 @@ def failed(value: Any) -> bool:
 
 # ---- scalars, as config strings ---------------------------------------------------
 
+
 def integer(low: int, high: int) -> Check:
     def check(raw: Any, where: str, problems: Problems) -> Any:
         try:
@@ -50,6 +52,7 @@ def integer(low: int, high: int) -> Check:
         if not low <= value <= high:
             return refuse(problems, where, value, f"must be between {low} and {high}")
         return value
+
     return check
 
 
@@ -65,6 +68,7 @@ def one_of(*accepted: str, show: Callable[[Any], str] = repr) -> Check:
         if raw not in accepted:
             return refuse(problems, where, show(raw), f"must be one of {', '.join(accepted)}")
         return raw
+
     return check
 
 
@@ -76,6 +80,7 @@ def matches(pattern: str, accepted: str, show: Callable[[Any], str] = repr) -> C
         if not isinstance(raw, str) or not compiled.fullmatch(raw):
             return refuse(problems, where, show(raw), accepted)
         return raw
+
     return check
 
 
@@ -86,6 +91,7 @@ def text(raw: Any, where: str, problems: Problems) -> Any:
 
 def all_of(*checks: Check) -> Check:
     """Each check in turn on the value the one before returned; stops at the first refusal."""
+
     def check(raw: Any, where: str, problems: Problems) -> Any:
         value = raw
         for one in checks:
@@ -93,6 +99,7 @@ def all_of(*checks: Check) -> Check:
             if failed(value):
                 return INVALID
         return value
+
     return check
 
 
@@ -100,7 +107,9 @@ def network(raw: Any, where: str, problems: Problems) -> Any:
     try:
         return str(ipaddress.ip_network(raw, strict=True))
     except ValueError:
-        return refuse(problems, where, repr(raw), "is not a network in CIDR form with no host bits set, such as 10.96.0.0/12")
+        return refuse(
+            problems, where, repr(raw), "is not a network in CIDR form with no host bits set, such as 10.96.0.0/12"
+        )
 
 
 def ip_address(raw: Any, where: str, problems: Problems) -> Any:
@@ -112,6 +121,7 @@ def ip_address(raw: Any, where: str, problems: Problems) -> Any:
 
 # ---- JSON values: lists and objects -------------------------------------------------
 
+
 def _decoded(raw: Any) -> tuple[bool, Any]:
     if not isinstance(raw, str):
         return True, raw
@@ -121,12 +131,13 @@ def _decoded(raw: Any) -> tuple[bool, Any]:
         return False, raw
 
 
-def json_list(item: Check, unique: Optional[str] = None, non_empty: Optional[str] = None) -> Check:
+def json_list(item: Check, unique: str | None = None, non_empty: str | None = None) -> Check:
     """A list (a config string holding JSON, or a list) whose items pass `item`.
 
     `unique`: what to say of an item listed twice. `non_empty`: what to say of [].
     Returns a tuple of the items that passed.
     """
+
     def check(raw: Any, where: str, problems: Problems) -> Any:
         ok, value = _decoded(raw)
         if not ok:
@@ -148,16 +159,19 @@ def json_list(item: Check, unique: Optional[str] = None, non_empty: Optional[str
             seen.append(parsed)
             good.append(parsed)
         return tuple(good)
+
     return check
 
 
 def json_object(shape: str) -> Check:
     """An object (a config string holding JSON, or a dict), as given."""
+
     def check(raw: Any, where: str, problems: Problems) -> Any:
         _, value = _decoded(raw)
         if not isinstance(value, dict):
             return refuse(problems, where, repr(raw), f"must be an object {shape} {JSON_HINT}")
         return value
+
     return check
 
 
@@ -165,15 +179,16 @@ def json_object(shape: str) -> Check:
 class Field:
     check: Check
     default: Any = None
-    required: Optional[str] = None  # what to say when it is missing
+    required: str | None = None  # what to say when it is missing
 
 
-def obj(fields: dict[str, Field], build: Callable[..., Any], not_object: Optional[str] = None) -> Check:
+def obj(fields: dict[str, Field], build: Callable[..., Any], not_object: str | None = None) -> Check:
     """An object of known keys, each checked by its field; `build(**values)` makes the result.
 
     Unknown keys are one problem; every field is still checked, so every problem
     shows at once, and the object is INVALID if any was found.
     """
+
     def check(value: Any, where: str, problems: Problems) -> Any:
         if not isinstance(value, dict):
             return refuse(problems, where, json.dumps(value), not_object or "must be an object")
@@ -191,6 +206,7 @@ def obj(fields: dict[str, Field], build: Callable[..., Any], not_object: Optiona
         if len(problems) > count:
             return INVALID
         return build(**values)
+
     return check
 
 
@@ -210,7 +226,7 @@ def dns_label(value: Any) -> bool:
     return isinstance(value, str) and len(value) <= 63 and bool(_DNS_LABEL.match(value))
 
 
-def hostname_problem(value: str) -> Optional[str]:
+def hostname_problem(value: str) -> str | None:
     """Why `value` is not a lowercase DNS name (RFC 1123), or None."""
     if not value:
         return "is empty"
@@ -258,10 +274,15 @@ def host_key(value: Any, where: str, problems: Problems) -> Any:
         # The blob is SSH wire format: a length-prefixed key type, which must match the first field.
         blob = base64.b64decode(fields[1], validate=True)
         length = int.from_bytes(blob[:4], "big")
-        assert fields[0] in HOST_KEY_TYPES and blob[4:4 + length].decode() == fields[0] and len(blob) > 4 + length
+        assert fields[0] in HOST_KEY_TYPES and blob[4 : 4 + length].decode() == fields[0] and len(blob) > 4 + length
     except Exception:
-        return refuse(problems, where, json.dumps(value), "must be the node's SSH host key as `ssh-keyscan -t ed25519 <host>` "
-                      "prints it after the host name, such as \"ssh-ed25519 AAAAC3Nza...\"")
+        return refuse(
+            problems,
+            where,
+            json.dumps(value),
+            "must be the node's SSH host key as `ssh-keyscan -t ed25519 <host>` "
+            'prints it after the host name, such as "ssh-ed25519 AAAAC3Nza..."',
+        )
     return value
 
 

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from . import maintenance
 from .names import (
-    AUTH_SECRET, CA_GENERATION_LABEL, CONFIG_DIGEST_ANNOTATION, CRON_JOB_NAME, DATA_CLAIM, DEPLOYMENT_NAME,
-    DISRUPTION_BUDGET_NAME, IMAGE_PULL_SECRET, S3_SECRET, SERVICE_NAME, TLS_SECRET, labels, owned_labels,
+    AUTH_SECRET,
+    CA_GENERATION_LABEL,
+    CONFIG_DIGEST_ANNOTATION,
+    CRON_JOB_NAME,
+    DATA_CLAIM,
+    DEPLOYMENT_NAME,
+    DISRUPTION_BUDGET_NAME,
+    IMAGE_PULL_SECRET,
+    S3_SECRET,
+    SERVICE_NAME,
+    TLS_SECRET,
+    labels,
+    owned_labels,
 )
 from .pod import PodConfig, config_digest, deployment_strategy, pod_annotations, pod_spec
 
@@ -36,16 +48,16 @@ class WorkloadArgs:
     # The Service.
     port: int = 5000
     node_port: int = 30500
-    cluster_ip: Optional[str] = None
+    cluster_ip: str | None = None
     replicas: int = 1
     # storage pvc: the claim.
     storage_size: str = "10Gi"
-    storage_class: Optional[str] = None
+    storage_class: str | None = None
     ca_generation: int = 1
     # storage s3 with keys of the user's: the key pair (the id is in pod.s3).
-    s3_secret_access_key: Optional[pulumi.Input[str]] = None
+    s3_secret_access_key: pulumi.Input[str] | None = None
     # A .dockerconfigjson for the registry's own image (pod.image_pull_secret).
-    image_pull_secret: Optional[pulumi.Input[str]] = None
+    image_pull_secret: pulumi.Input[str] | None = None
     # What must exist before anything is created: the pull secrets in the
     # user's namespaces, so that a missing namespace stops `up` first.
     after: Sequence[pulumi.Resource] = ()
@@ -55,12 +67,19 @@ class WorkloadArgs:
     prepare_nodes: Callable[[k8s.core.v1.Service], Sequence[pulumi.Resource]] = field(default=lambda service: [])
 
 
+def manifest(fragment: dict) -> Any:
+    """A part of a Kubernetes object as plain data, as the API documents it (the
+    SDK's typed dicts add nothing here): tests/test_manifests.py checks every one
+    against the API's schema."""
+    return fragment
+
+
 class Workload(pulumi.ComponentResource):
     namespace: k8s.core.v1.Namespace
     service: k8s.core.v1.Service
     cluster_ip: pulumi.Output[str]
 
-    def __init__(self, name: str, args: WorkloadArgs, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: WorkloadArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("registry:index:Workload", name, None, opts)
         pod, ns = args.pod, args.namespace
         app_labels = labels(pod.hostname)
@@ -75,8 +94,14 @@ class Workload(pulumi.ComponentResource):
         # Secret in place: Pulumi.yaml sets kubernetes:enableSecretMutable.)
         in_ns = pulumi.ResourceOptions(parent=self, depends_on=[self.namespace], delete_before_replace=True)
 
-        def secret(suffix: str, secret_name: str, data: dict, kind: str = "Opaque", extra_labels: Optional[dict] = None,
-                   opts: pulumi.ResourceOptions = in_ns) -> k8s.core.v1.Secret:
+        def secret(
+            suffix: str,
+            secret_name: str,
+            data: dict,
+            kind: str = "Opaque",
+            extra_labels: dict | None = None,
+            opts: pulumi.ResourceOptions = in_ns,
+        ) -> k8s.core.v1.Secret:
             return k8s.core.v1.Secret(
                 f"{name}-{suffix}",
                 metadata={"name": secret_name, "namespace": ns, "labels": {**app_labels, **(extra_labels or {})}},
@@ -95,8 +120,14 @@ class Workload(pulumi.ComponentResource):
             s3_keys = [pod.s3.access_key_id, args.s3_secret_access_key]
             before_pods.append(secret("s3", S3_SECRET, {"access-key-id": s3_keys[0], "secret-access-key": s3_keys[1]}))
         if args.image_pull_secret is not None:
-            before_pods.append(secret("image-pull", IMAGE_PULL_SECRET, {".dockerconfigjson": args.image_pull_secret},
-                                      kind="kubernetes.io/dockerconfigjson"))
+            before_pods.append(
+                secret(
+                    "image-pull",
+                    IMAGE_PULL_SECRET,
+                    {".dockerconfigjson": args.image_pull_secret},
+                    kind="kubernetes.io/dockerconfigjson",
+                )
+            )
 
         self.service = self._service(name, args, app_labels)
         self.cluster_ip = self.service.spec.cluster_ip
@@ -105,9 +136,11 @@ class Workload(pulumi.ComponentResource):
         nodes_ready = list(args.prepare_nodes(self.service))
         certificate = args.certificate
         tls_secret = secret(
-            "tls", TLS_SECRET,
+            "tls",
+            TLS_SECRET,
             {"tls.crt": certificate.cert_pem, "tls.key": certificate.key_pem, "ca.crt": certificate.ca_pem},
-            kind="kubernetes.io/tls", extra_labels={CA_GENERATION_LABEL: str(args.ca_generation)},
+            kind="kubernetes.io/tls",
+            extra_labels={CA_GENERATION_LABEL: str(args.ca_generation)},
             opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=nodes_ready)),
         )
         # A digest reveals nothing of what it hashes (bcrypt hashes of ~190-bit
@@ -118,18 +151,20 @@ class Workload(pulumi.ComponentResource):
         k8s.apps.v1.Deployment(
             f"{name}-deployment",
             metadata={"name": DEPLOYMENT_NAME, "namespace": ns, "labels": app_labels},
-            spec={
-                "replicas": args.replicas,
-                "strategy": deployment_strategy(pod),
-                "selector": {"matchLabels": app_labels},
-                "template": {
-                    "metadata": {
-                        "labels": app_labels,
-                        "annotations": {**pod_annotations(pod), CONFIG_DIGEST_ANNOTATION: digest},
+            spec=manifest(
+                {
+                    "replicas": args.replicas,
+                    "strategy": deployment_strategy(pod),
+                    "selector": {"matchLabels": app_labels},
+                    "template": {
+                        "metadata": {
+                            "labels": app_labels,
+                            "annotations": {**pod_annotations(pod), CONFIG_DIGEST_ANNOTATION: digest},
+                        },
+                        "spec": pod_spec(pod),
                     },
-                    "spec": pod_spec(pod),
-                },
-            },
+                }
+            ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[tls_secret, *before_pods, *nodes_ready]),
         )
         if args.replicas > 1:
@@ -138,14 +173,14 @@ class Workload(pulumi.ComponentResource):
             k8s.policy.v1.PodDisruptionBudget(
                 f"{name}-disruption-budget",
                 metadata={"name": DISRUPTION_BUDGET_NAME, "namespace": ns, "labels": app_labels},
-                spec={"minAvailable": 1, "selector": {"matchLabels": app_labels}},
+                spec=manifest({"minAvailable": 1, "selector": {"matchLabels": app_labels}}),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.namespace]),
             )
         if maintenance.enabled(pod):
             k8s.batch.v1.CronJob(
                 f"{name}-garbage-collection",
                 metadata={"name": CRON_JOB_NAME, "namespace": ns, "labels": app_labels},
-                spec=maintenance.cron_job_spec(pod.gc_schedule, pod_spec(pod), app_labels),
+                spec=manifest(maintenance.cron_job_spec(pod.gc_schedule, pod_spec(pod), app_labels)),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[tls_secret, *before_pods]),
             )
         self.register_outputs({"clusterIp": self.cluster_ip})
@@ -154,18 +189,27 @@ class Workload(pulumi.ComponentResource):
         spec: dict = {
             "type": "NodePort",
             "selector": app_labels,
-            "ports": [{"name": "registry", "protocol": "TCP", "port": args.port, "targetPort": "registry",
-                       "nodePort": args.node_port}],
+            "ports": [
+                {
+                    "name": "registry",
+                    "protocol": "TCP",
+                    "port": args.port,
+                    "targetPort": "registry",
+                    "nodePort": args.node_port,
+                }
+            ],
         }
         if args.cluster_ip:
             spec["clusterIP"] = args.cluster_ip
         return k8s.core.v1.Service(
             f"{name}-service",
             metadata={
-                "name": SERVICE_NAME, "namespace": args.namespace, "labels": owned_labels(args.pod.hostname),
+                "name": SERVICE_NAME,
+                "namespace": args.namespace,
+                "labels": owned_labels(args.pod.hostname),
                 "annotations": {"pulumi.com/skipAwait": "true"},
             },
-            spec=spec,
+            spec=manifest(spec),
             # Not awaited: its endpoints are the pods, which roll out only after
             # the nodes (which need this Service's clusterIP) trust the CA.
             # The Deployment's own await proves the pods ready.
@@ -191,6 +235,6 @@ class Workload(pulumi.ComponentResource):
                 # Deployment exists; do not wait for it here.
                 "annotations": {"pulumi.com/skipAwait": "true"},
             },
-            spec=claim_spec,
+            spec=manifest(claim_spec),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.namespace]),
         )

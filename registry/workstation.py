@@ -11,7 +11,7 @@ password stays with `pulumi stack output password --show-secrets`.
 from __future__ import annotations
 
 import shlex
-from typing import Sequence
+from collections.abc import Sequence
 
 CERTS_DIRS = ("/etc/docker/certs.d", "/etc/containers/certs.d")
 
@@ -21,14 +21,16 @@ def setup_script(endpoints: Sequence[str], ca_pem: str, login_command: str) -> s
     if not endpoints:
         return (
             "#!/bin/sh\n"
-            "echo 'This registry has no external endpoint: give registry:nodes to reach it from outside the cluster.' >&2\n"
+            "echo 'This registry has no external endpoint: "
+            "give registry:nodes to reach it from outside the cluster.' >&2\n"
             "exit 1\n"
         )
     lines = [
         "#!/bin/sh",
         "# Trusts the registry's CA on this machine; run as root.",
         "set -eu",
-        '[ "$(id -u)" -eq 0 ] || { echo "run it as root: pulumi stack output workstationSetup | sudo sh" >&2; exit 1; }',
+        '[ "$(id -u)" -eq 0 ] || '
+        '{ echo "run it as root: pulumi stack output workstationSetup | sudo sh" >&2; exit 1; }',
         f"ca={shlex.quote(ca_pem.strip())}",
         f"for endpoint in {' '.join(shlex.quote(e) for e in endpoints)}; do",
         f"  for dir in {' '.join(CERTS_DIRS)}; do",

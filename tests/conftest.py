@@ -1,3 +1,15 @@
+"""The suite's layers, one folder each, and a pytest marker of the same name:
+
+  unit    the program under Pulumi's mocks, the config, the node program's
+          parts in a temporary folder, the lint gate: seconds, no root
+  node    the node program over real OpenSSH in simulated nodes: root
+  e2e     the real registry, skopeo, containerd and SeaweedFS with what the
+          program made: root
+  engine  the real Pulumi CLI and pulumi-kubernetes against a real control plane
+
+`./test.sh --fast` runs the unit layer; `./test.sh` runs them all.
+"""
+
 import sys
 from pathlib import Path
 
@@ -5,22 +17,20 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.engine import REPORTED as ENGINE_UNAVAILABLE  # noqa: E402
-from tests.stack import run_stack  # noqa: E402
+from tests.support.constants import BASE_CONFIG
+from tests.support.engine import REPORTED as ENGINE_UNAVAILABLE
+from tests.support.stack import run_stack
 
-THREE_NODES = [
-    {"name": "cp", "host": "192.168.56.10"},
-    {"name": "worker-1", "host": "192.168.56.11", "port": 2222},
-    {"name": "worker-2", "host": "worker-2.example.internal", "user": "ubuntu"},
-]
+LAYERS = ("unit", "node", "e2e", "engine")
 
-BASE_CONFIG = {
-    "clusterIp": "10.96.0.50",
-    "users": ["admin", "ci"],
-    "pullSecretNamespaces": ["default", "apps"],
-    "nodes": THREE_NODES,
-    "sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----\ntest-key-not-real\n-----END OPENSSH PRIVATE KEY-----\n",
-}
+
+def pytest_collection_modifyitems(items):
+    """Each test is marked with the layer its folder names."""
+    here = Path(__file__).resolve().parent
+    for item in items:
+        layer = Path(item.fspath).resolve().relative_to(here).parts[0]
+        assert layer in LAYERS, f"{item.nodeid}: a test belongs in one of the layer folders {LAYERS}"
+        item.add_marker(getattr(pytest.mark, layer))
 
 
 @pytest.fixture

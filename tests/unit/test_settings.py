@@ -1,0 +1,293 @@
+"""Config is read once, with the documented defaults, and bad values are refused by name."""
+
+import json
+
+import pytest
+import yaml
+
+from registry.settings import DEFAULT_IMAGE, SettingsError, parse_settings
+from tests.support.constants import BASE_CONFIG, HOST_KEY
+from tests.support.stack import KEY, ROOT, run_stack, settings_from
+
+NODE_LIST = [{"name": "cp", "host": "192.168.56.10"}]
+
+
+def refusal(values: dict, key=KEY) -> str:
+    with pytest.raises(SettingsError) as caught:
+        settings_from(values, key)
+    return str(caught.value)
+
+
+def test_defaults_match_the_config_contract():
+    s = settings_from({}, key=None)
+    assert (s.hostname, s.namespace, s.port, s.service_cidr) == ("image-registry", "registry", 5000, "10.96.0.0/12")
+    assert s.cluster_ip is None and s.node_port == 30500 and s.image == DEFAULT_IMAGE
+    assert (s.storage_size, s.storage_class) == ("10Gi", None)
+    assert s.users == ("admin",) and s.pull_secret_namespaces == ("default",)
+    assert s.cert_validity_days == 365 and s.nodes == () and s.ssh_user == "root"
+    assert s.endpoint == "image-registry:5000"
+
+
+def test_pulumi_yaml_declares_the_same_defaults_the_code_applies():
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    assert project["name"] == "registry"
+    assert project["runtime"] == {"name": "python", "options": {"toolchain": "pip", "virtualenv": "venv"}}
+    declared = {k: v for k, v in project["config"].items() if ":" not in k}
+    code = settings_from({}, key=None)
+    expected = {
+        "hostname": code.hostname, "namespace": code.namespace, "port": code.port,
+        "serviceCidr": code.service_cidr, "nodePort": code.node_port, "image": code.image,
+        "storageSize": code.storage_size, "users": list(code.users),
+        "pullSecretNamespaces": list(code.pull_secret_namespaces),
+        "certValidityDays": code.cert_validity_days, "sshUser": code.ssh_user,
+        "storage": code.storage, "replicas": code.replicas,
+        "caGeneration": code.ca_generation, "gcSchedule": code.gc_schedule, "metrics": code.metrics,
+        "discovery": code.discovery,
+    }
+    assert {k: v["default"] for k, v in declared.items()} == expected
+    for key, spec in declared.items():
+        assert spec["type"] in {"string", "integer", "boolean", "array"}, key
+        assert spec.get("description"), key
+        assert not spec.get("secret"), f"{key}: no secret key may carry a default"
+    # pulumi-kubernetes' own keys, each explained where it is set.
+    assert {k: v for k, v in project["config"].items() if ":" in k} == {
+        "kubernetes:enableSecretMutable": True, "kubernetes:enableServerSideApply": False}
+
+
+def test_example_stack_is_a_valid_three_node_config_that_no_stack_picks_up_by_itself():
+    stack = yaml.safe_load((ROOT / "Pulumi.example.yaml").read_text())["config"]
+    values = {k.split(":", 1)[1]: v for k, v in stack.items()}
+    s = settings_from(values)
+    assert len(s.nodes) == 3 and s.cluster_ip is None and s.pull_secret_namespaces == ("default",)
+    assert "sshPrivateKey" not in values, "the example must hold no secret"
+    assert not list(ROOT.glob("Pulumi.dev.yaml")), "a stack named dev starts from its own file, not the example's"
+
+
+def test_node_defaults_come_from_ssh_user():
+    s = settings_from({"sshUser": "ops", "nodes": [{"name": "a", "host": "10.0.0.1"}, {"name": "b", "host": "10.0.0.2", "user": "root", "port": 2200, "runtime": "k3s"}]})
+    assert [(n.user, n.port, n.runtime) for n in s.nodes] == [("ops", 22, "auto"), ("root", 2200, "k3s")]
+
+
+@pytest.mark.parametrize(
+    "values, key, value, accepted",
+    [
+        ({"hostname": "Image-Registry"}, "hostname", "'Image-Registry'", "lower-case"),
+        ({"hostname": "image_registry"}, "hostname", "'image_registry'", "lower-case"),
+        ({"hostname": "image-registry."}, "hostname", "'image-registry.'", "ends with a dot"),
+        ({"hostname": "a" * 64}, "hostname", "a" * 64, "longer than 63"),
+        ({"port": "0"}, "port", "0", "between 1 and 65535"),
+        ({"port": "65536"}, "port", "65536", "between 1 and 65535"),
+        ({"port": "http"}, "port", "'http'", "whole number"),
+        ({"nodePort": "80"}, "nodePort", "80", "between 30000 and 32767"),
+        ({"nodePort": "32768"}, "nodePort", "32768", "between 30000 and 32767"),
+        ({"clusterIp": "not-an-ip"}, "clusterIp", "'not-an-ip'", "is not an IP address"),
+        ({"clusterIp": "172.16.0.5"}, "clusterIp", "172.16.0.5", "is outside registry:serviceCidr 10.96.0.0/12"),
+        ({"serviceCidr": "10.96.0.1/12"}, "serviceCidr", "'10.96.0.1/12'", "CIDR"),
+        ({"users": ["ad:min"]}, "users[0]", "'ad:min'", "':' or whitespace"),
+        ({"users": ["ad min"]}, "users[0]", "'ad min'", "':' or whitespace"),
+        ({"users": ["admin", "admin"]}, "users[1]", "'admin'", "listed twice"),
+        ({"users": []}, "users", "[]", "at least one user"),
+        ({"certValidityDays": "0"}, "certValidityDays", "0", "between 1 and 825"),
+        ({"certValidityDays": "826"}, "certValidityDays", "826", "between 1 and 825"),
+        ({"storageSize": "lots"}, "storageSize", "'lots'", "Kubernetes quantity"),
+        ({"namespace": "My_NS"}, "namespace", "'My_NS'", "namespace name"),
+        ({"namespace": "default"}, "namespace", "'default'", "the cluster owns"),
+        ({"storage": "nfs"}, "storage", "'nfs'", "must be one of pvc, s3"),
+        ({"caGeneration": "0"}, "caGeneration", "0", "between 1 and 1000"),
+        ({"gcSchedule": "weekly"}, "gcSchedule", "'weekly'", "is not a cron schedule"),
+        ({"gcSchedule": "0 3 * *"}, "gcSchedule", "'0 3 * *'", "five fields"),
+        ({"metrics": "yes"}, "metrics", "'yes'", "true or false"),
+        ({"nodes": [{"name": "a", "host": "10.0.0.1", "hostKey": "ssh-ed25519 AAAA"}]}, "nodes[0].hostKey", '"ssh-ed25519 AAAA"', "ssh-keyscan"),
+        ({"sshBastion": {"port": 22}}, "sshBastion.host", "null", "jump host's IP address or DNS name"),
+        ({"sshBastion": {"host": "jump", "proxy": "x"}}, "sshBastion", '{"host": "jump", "proxy": "x"}', "unknown keys ['proxy']"),
+        ({"sshBastion": {"host": "jump", "hostKey": "rsa"}}, "sshBastion.hostKey", '"rsa"', "ssh-keyscan"),
+        ({"storage": "node", "sshPrivateKey": "k", "nodes": NODE_LIST}, "storageNode", "(unset)", "must name the node entry"),
+        ({"storage": "node", "storageNode": "w1", "sshPrivateKey": "k", "nodes": NODE_LIST}, "storageNode", "'w1'", "entries: ['cp']"),
+        ({"storage": "node", "storageNode": "cp", "storagePath": "/etc", "sshPrivateKey": "k", "nodes": NODE_LIST}, "storagePath", "'/etc'", "not a system folder"),
+        ({"storage": "node", "storageNode": "cp", "storagePath": "data", "sshPrivateKey": "k", "nodes": NODE_LIST}, "storagePath", "'data'", "absolute folder"),
+        ({"storage": "node", "storageNode": "cp", "storagePath": "/usr/local/bin", "sshPrivateKey": "k", "nodes": NODE_LIST}, "storagePath", "'/usr/local/bin'", "not a system folder"),
+        ({"storage": "node", "storageNode": "cp", "storagePath": "/etc/kubernetes/manifests", "sshPrivateKey": "k", "nodes": NODE_LIST}, "storagePath", "'/etc/kubernetes/manifests'", "not a system folder"),
+        ({"storage": "node", "storageNode": "cp", "storagePath": "/var/spool/cron/crontabs", "sshPrivateKey": "k", "nodes": NODE_LIST}, "storagePath", "'/var/spool/cron/crontabs'", "not a system folder"),
+        ({"storage": "node", "storageNode": "cp", "storagePath": "/root/.ssh", "sshPrivateKey": "k", "nodes": NODE_LIST}, "storagePath", "'/root/.ssh'", "not a system folder"),
+        ({"storage": "node", "storageNode": "cp", "storagePath": "/boot/efi", "sshPrivateKey": "k", "nodes": NODE_LIST}, "storagePath", "'/boot/efi'", "not a system folder"),
+        ({"storage": "node", "storageNode": "cp", "storagePath": "/var/lib", "sshPrivateKey": "k", "nodes": NODE_LIST}, "storagePath", "'/var/lib'", "not a system folder"),
+        ({"storage": "node", "storageNode": "cp", "storagePath": "/srv", "sshPrivateKey": "k", "nodes": NODE_LIST}, "storagePath", "'/srv'", "not a system folder"),
+        ({"storage": "node", "storageNode": "cp", "replicas": "2", "sshPrivateKey": "k", "nodes": NODE_LIST}, "replicas", "2", "folder on one node"),
+        ({"keepData": "true"}, "keepData", "true", "destroy deletes with the namespace"),
+        ({"resources": {"requests": {"cpu": "lots"}}}, "resources.requests.cpu", '"lots"', "Kubernetes quantity"),
+        ({"resources": {"limits": {"gpu": "1"}}}, "resources.limits", '{"gpu": "1"}', "cpu, memory, ephemeral-storage"),
+        ({"resources": {"request": {}}}, "resources", '{"request": {}}', "requests and/or limits"),
+        ({"nodeSelector": {"disk type": "ssd"}}, "nodeSelector", '"disk type"', "not a label key"),
+        ({"nodeSelector": {"disktype": True}}, "nodeSelector.disktype", "true", "not a label value"),
+        ({"tolerations": [{"key": "a", "operator": "Maybe"}]}, "tolerations[0].operator", '"Maybe"', "Equal or Exists"),
+        ({"tolerations": [{"key": "a", "effect": "NoRun"}]}, "tolerations[0].effect", '"NoRun"', "NoSchedule, PreferNoSchedule or NoExecute"),
+        ({"tolerations": [{"operator": "Exists", "value": "x"}]}, "tolerations[0].value", '"x"', "empty with operator Exists"),
+        ({"tolerations": [{"key": "a", "tolerationSeconds": 5}]}, "tolerations[0].tolerationSeconds", "5", "with effect NoExecute"),
+        ({"affinity": {"nodeAfinity": {}}}, "affinity", '{"nodeAfinity": {}}', "nodeAffinity, podAffinity, podAntiAffinity"),
+        ({"imagePullSecret": "hunter2"}, "imagePullSecret", "(secret, not shown)", ".dockerconfigjson document"),
+        ({"storage": "s3", "s3": {"bucket": "images"}, "gcSchedule": "@daily"}, "gcSchedule", "'@daily'", "needs registry:storage pvc"),
+        ({"replicas": "2"}, "replicas", "2", "needs registry:storage s3"),
+        ({"replicas": "0"}, "replicas", "0", "between 1 and 20"),
+        ({"storage": "s3"}, "s3", "(unset)", "is required with registry:storage s3"),
+        ({"storage": "s3", "s3": {"region": "eu-west-1"}}, "s3.bucket", "null", "is required"),
+        ({"storage": "s3", "s3": {"bucket": "Reg_Istry"}}, "s3.bucket", '"Reg_Istry"', "lower-case"),
+        ({"storage": "s3", "s3": {"bucket": "registry", "endpoint": "minio:9000"}}, "s3.endpoint", '"minio:9000"', "http:// or https://"),
+        ({"storage": "s3", "s3": {"bucket": "registry", "endpoint": "ftp://minio"}}, "s3.endpoint", '"ftp://minio"', "http:// or https://"),
+        ({"storage": "s3", "s3": {"bucket": "registry", "redirect": "no"}}, "s3.redirect", '"no"', "true or false"),
+        ({"storage": "s3", "s3": {"bucket": "registry", "rootdir": "/x"}}, "s3", "rootdir", "unknown keys"),
+        ({"storage": "s3", "s3": {"bucket": "registry"}, "s3AccessKeyId": "AK"}, "s3AccessKeyId", "without", "registry:s3SecretAccessKey"),
+        ({"s3": {"bucket": "registry"}}, "s3", "is set", "registry:storage is pvc"),
+        ({"namespace": "kube-system"}, "namespace", "'kube-system'", "the cluster owns"),
+        ({"hostname": "localhost"}, "hostname", "'localhost'", "names the node itself"),
+        ({"hostname": "registry.localhost"}, "hostname", "'registry.localhost'", "names the node itself"),
+        ({"hostname": "r" * 53}, "hostname", "r" * 53, "at most 52 fit"),
+        ({"clusterIp": "10.96.0.1"}, "clusterIp", "10.96.0.1", "the API server's own"),
+        ({"nodes": [{"name": "a", "host": "Node-1.example"}, {"name": "b", "host": "node-1.example"}]},
+         "nodes[1].host", "'node-1.example'", "same machine"),
+        ({"nodes": [{"name": "a", "host": "fd00::1"}, {"name": "b", "host": "fd00:0:0::0001"}]},
+         "nodes[1].host", "'fd00:0:0::0001'", "same machine"),
+        ({"nodes": [{"name": "a", "host": "10.0.0.1"}, {"name": "b", "host": "::ffff:10.0.0.1"}]},
+         "nodes[1].host", "'::ffff:10.0.0.1'", "same machine"),
+        ({"pullSecretNamespaces": ["default", "default"]}, "pullSecretNamespaces[1]", "'default'", "listed twice"),
+        ({"nodes": [{"name": "a", "host": "10.0.0.1"}, {"name": "a", "host": "10.0.0.2"}]}, "nodes[1].name", "'a'", "unique"),
+        ({"nodes": [{"name": "a", "host": "10.0.0.1"}, {"name": "b", "host": "10.0.0.1"}]}, "nodes[1].host", "'10.0.0.1'", "unique"),
+        ({"nodes": [{"name": "a"}]}, "nodes[0].host", "null", "is required"),
+        ({"nodes": [{"name": "a", "host": "10.0.0.1", "runtime": "rkt"}]}, "nodes[0].runtime", '"rkt"', "docker"),
+        ({"nodes": [{"name": "a", "host": "10.0.0.1", "port": 0}]}, "nodes[0].port", "0", "between 1 and 65535"),
+        ({"nodes": [{"name": "a", "host": "10.0.0.1", "hots": "x"}]}, "nodes[0]", "hots", "unknown keys"),
+        ({"nodes": "not json"}, "nodes", "'not json'", "is not a list"),
+    ],
+)
+def test_bad_value_is_refused_with_key_value_and_what_is_accepted(values, key, value, accepted):
+    message = refusal(values)
+    line = next((text for text in message.splitlines() if f"registry:{key} " in text), None)
+    assert line is not None, message
+    assert value in line and accepted in line, line
+
+
+def test_nodes_without_ssh_key_are_refused():
+    message = refusal({"nodes": [{"name": "a", "host": "10.0.0.1"}]}, key=None)
+    assert "registry:sshPrivateKey is not set" in message and "registry:nodes" in message
+
+
+def test_every_problem_is_reported_at_once():
+    message = refusal({"port": "0", "nodePort": "1", "users": ["a:b"]})
+    assert all(k in message for k in ("registry:port ", "registry:nodePort ", "registry:users[0] "))
+
+
+def test_refused_config_registers_no_resource():
+    run = run_stack({**BASE_CONFIG, "clusterIp": "172.16.0.5"})
+    assert isinstance(run.error, SettingsError)
+    assert "registry:clusterIp 172.16.0.5 is outside registry:serviceCidr 10.96.0.0/12" in str(run.error)
+    assert run.resources == []
+
+
+def test_settings_repr_never_shows_the_ssh_key():
+    assert "key" not in repr(settings_from({"nodes": [{"name": "a", "host": "10.0.0.1"}]})).lower().replace("keys", "")
+
+
+def test_an_unknown_key_is_refused_and_the_likely_one_named():
+    with pytest.raises(SettingsError) as caught:
+        parse_settings({}.get, {"sshPrivateKey": KEY}, keys={"nodeport", "hostname"})
+    message = str(caught.value)
+    assert "registry:nodeport is not a setting of this program; did you mean registry:nodePort?" in message
+    assert "hostname" not in message.split("settings:")[0]
+
+
+def test_an_unknown_key_in_the_stack_stops_the_program_before_any_resource():
+    run = run_stack({**BASE_CONFIG, "clusterIP": "10.96.0.50"})
+    assert isinstance(run.error, SettingsError) and run.resources == []
+    assert "registry:clusterIP is not a setting of this program; did you mean registry:clusterIp?" in str(run.error)
+
+
+def test_a_hostname_of_52_characters_still_fits():
+    assert settings_from({"hostname": "r" * 52}).hostname == "r" * 52
+
+
+def test_s3_defaults_follow_the_endpoint():
+    aws = settings_from({"storage": "s3", "s3": {"bucket": "registry"}}).s3
+    assert (aws.region, aws.endpoint, aws.force_path_style, aws.redirect, aws.access_key_id) == ("us-east-1", None, False, False, None)
+    minio = settings_from({"storage": "s3", "replicas": "3", "s3": {"bucket": "registry", "endpoint": "https://minio:9000"}})
+    assert minio.s3.force_path_style is True and minio.replicas == 3
+
+
+def test_s3_secret_key_without_access_key_is_refused():
+    with pytest.raises(SettingsError) as caught:
+        parse_settings({"storage": "s3", "s3": '{"bucket": "registry"}'}.get, {"s3SecretAccessKey": KEY})
+    assert "registry:s3SecretAccessKey is set without registry:s3AccessKeyId" in str(caught.value)
+
+
+def test_an_empty_gc_schedule_turns_collection_off():
+    assert settings_from({"gcSchedule": ""}).gc_schedule is None
+    assert settings_from({"gcSchedule": "@daily"}).gc_schedule == "@daily"
+    assert settings_from({}).gc_schedule == "0 3 * * 0"
+
+
+def test_the_default_gc_schedule_means_none_on_s3_where_collection_cannot_run():
+    s3 = {"storage": "s3", "s3": {"bucket": "images"}}
+    assert settings_from(s3).gc_schedule is None
+    assert settings_from({**s3, "gcSchedule": "0 3 * * 0"}).gc_schedule is None, "as Pulumi.yaml's default arrives"
+    assert settings_from({}).gc_schedule == "0 3 * * 0"
+
+
+def test_scheduling_knobs_reach_the_settings_as_given():
+    given = {
+        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
+        "nodeSelector": {"node-role.kubernetes.io/registry": "", "disktype": "ssd"},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "registry", "effect": "NoSchedule"},
+                        {"operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}],
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": []}}},
+    }
+    s = settings_from(given)
+    assert (s.resources, s.node_selector, list(s.tolerations), s.affinity) == (
+        given["resources"], given["nodeSelector"], given["tolerations"], given["affinity"])
+    default = settings_from({})
+    assert default.resources == {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
+    assert (default.node_selector, default.tolerations, default.affinity, default.image_pull_secret) == ({}, (), None, None)
+
+
+def test_a_bad_image_pull_secret_is_never_echoed():
+    message = refusal({"imagePullSecret": '{"auths": {}, "password": "hunter2"}'})
+    assert "hunter2" not in message and "registry:imagePullSecret" in message
+
+
+def test_storage_node_defaults_keep_the_data_in_a_folder_of_its_own():
+    s = settings_from({"storage": "node", "storageNode": "cp", "sshPrivateKey": "k", "nodes": NODE_LIST})
+    assert (s.storage_node.name, s.storage_path, s.keep_data) == ("cp", "/var/lib/registry-data", True)
+    assert "registry:storageNode is set, but registry:storage is pvc" in refusal({"storageNode": "cp"})
+
+
+
+
+def test_ssh_as_operators_have_it_agent_bastion_passphrase_host_keys():
+    nodes = [{"name": "a", "host": "10.0.0.1", "hostKey": HOST_KEY}]
+    raw = {"nodes": json.dumps(nodes), "sshAgent": "true", "sshBastion": json.dumps({"host": "jump.example.com", "user": "ops"})}
+    s = parse_settings(raw.get, environ={"SSH_AUTH_SOCK": "/run/user/1000/agent.sock"})
+    assert s.ssh_agent and s.nodes[0].host_key == HOST_KEY
+    assert (s.ssh_bastion.host, s.ssh_bastion.port, s.ssh_bastion.user) == ("jump.example.com", 22, "ops")
+    with pytest.raises(SettingsError) as caught:
+        parse_settings(raw.get, environ={})
+    assert "registry:sshAgent is true, but SSH_AUTH_SOCK is not set" in str(caught.value)
+    assert "or set registry:sshAgent true" in refusal({"nodes": nodes}, key=None)
+    assert "registry:sshKeyPassphrase is set without registry:sshPrivateKey" in refusal({"sshKeyPassphrase": "x"}, key=None)
+
+
+@pytest.mark.parametrize("path", ["/var/lib/registry-data", "/srv/registry", "/data/registry", "/mnt/disk1/registry"])
+def test_storage_path_below_a_data_prefix_is_accepted(path):
+    settings = settings_from({"storage": "node", "storageNode": "cp", "storagePath": path, "sshPrivateKey": "k", "nodes": NODE_LIST})
+    assert settings.storage_path == path
+
+
+@pytest.mark.parametrize("image", ["registry:2.8.3", "registry:2", "mirror.internal:5000/library/registry:v2.7.1"])
+def test_collection_with_a_distribution_2_image_is_refused_with_the_reason(image):
+    with pytest.raises(SettingsError) as error:
+        settings_from({"image": image})
+    message = str(error.value)
+    assert f"registry:image {image} is distribution 2" in message and "distribution#3178" in message
+    assert 'registry:gcSchedule ""' in message
+
+
+@pytest.mark.parametrize("image", ["registry:2.8.3", "registry@sha256:" + "0" * 64, "registry:latest", "registry:3.1.1"])
+def test_an_image_without_collection_or_of_distribution_3_is_accepted(image):
+    gc = "" if image.endswith("2.8.3") else "0 3 * * 0"
+    assert settings_from({"image": image, "gcSchedule": gc}).image == image
