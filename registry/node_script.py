@@ -1,37 +1,45 @@
 """Pure functions that build the node commands' text.
 
-The logic lives in node_trust.sh (POSIX sh, shellcheck-clean), with its two
-awk programs beside it. That program travels on the command's standard input
-(`program()`), the same bytes for every node and for create and delete. The
-command line itself only sets the parameters, each one quoted, and runs what
-arrives on stdin: one SSH packet carries the command line, and some servers
-stop at 32 KiB, which the program alone would soon pass.
+The logic lives in registry/node/ (POSIX sh, shellcheck-clean): its parts,
+joined in the order of PARTS, and its two awk programs. That program travels
+on the command's standard input (`program()`), the same bytes for every node
+and for create and delete. The command line itself only sets the parameters,
+each one quoted, and runs what arrives on stdin: one SSH packet carries the
+command line, and some servers stop at 32 KiB, which the program alone would
+soon pass.
 """
 
 from __future__ import annotations
 
-import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-HERE = Path(__file__).parent
-LIBRARY = (HERE / "node_trust.sh").read_text()
+HERE = Path(__file__).parent / "node"
+PARTS = ("base", "state", "files", "trust", "create", "delete", "main")
+LIBRARY = "\n".join((HERE / f"{part}.sh").read_text() for part in PARTS)
 HOSTS_AWK = (HERE / "hosts.awk").read_text()
 BLOCK_AWK = (HERE / "block.awk").read_text()
 
-
-def _script_value(name: str) -> str:
-    found = re.search(rf'^{name}="?([^"\n]*)"?$', LIBRARY, re.M)
-    if not found:
-        raise RuntimeError(f"node_trust.sh does not set {name}")
-    return found.group(1)
-
-
-# What a node holds and what it means; in the commands' triggers, so that a
-# new format replaces every command (the old delete runs, then the new create).
-STATE_FORMAT = int(_script_value("STATE_FORMAT"))
-CREATE_STEPS = tuple(_script_value("CREATE_STEPS").split())
+# What a node holds, and what it means. Raising it replaces every node's
+# command (old delete, then new create), since it is in the commands'
+# triggers: raise it when an older delete could not undo what a newer create
+# leaves, or the reverse.
+STATE_FORMAT = 2
+# The create run's steps, in order (registry/node/create.sh).
+CREATE_STEPS = (
+    "step_prepare",
+    "step_hosts",
+    "step_trust_store",
+    "step_docker",
+    "step_containerd",
+    "step_containers",
+    "step_k3s",
+    "step_converge",
+    "step_restart",
+    "step_verify",
+    "step_own",
+)
 
 DEFAULT_STEP_TIMEOUT = 120
 
@@ -58,8 +66,13 @@ class NodeTrustParams:
 
 
 def program() -> str:
-    """The bytes every command reads on stdin: the awk programs, then node_trust.sh."""
-    return f"HOSTS_AWK={shlex.quote(HOSTS_AWK)}\nBLOCK_AWK={shlex.quote(BLOCK_AWK)}\n" + LIBRARY
+    """The bytes every command reads on stdin: what the program is told by this
+    module, the awk programs, then the parts of registry/node/."""
+    return (
+        "# shellcheck disable=SC3043  # `local`: dash, bash and busybox ash have it\n"
+        f"CREATE_STEPS={shlex.quote(' '.join(CREATE_STEPS))}\n"
+        f"HOSTS_AWK={shlex.quote(HOSTS_AWK)}\nBLOCK_AWK={shlex.quote(BLOCK_AWK)}\n" + LIBRARY
+    )
 
 
 def _header(

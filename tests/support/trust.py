@@ -103,7 +103,7 @@ def failed(result, *phrases):
 
 
 def store_file_names(bundle: str) -> list[str]:
-    """The system-store file names node_trust.sh gives the certificates of a bundle:
+    """The system-store file names the node program gives the certificates of a bundle:
     the first 16 hex digits of the sha256 of each PEM block."""
     blocks = re.findall(r"-----BEGIN CERTIFICATE-----\n.*?-----END CERTIFICATE-----\n", bundle.strip() + "\n", re.S)
     assert blocks, bundle

@@ -1,6 +1,6 @@
 """The node script's two awk programs, golden cases: file bytes in, expected bytes out.
 
-No root and no node: awk is run exactly as node_trust.sh runs it (same
+No root and no node: awk is run exactly as the node program runs it (same
 variables, the same way of telling CRLF and a missing final newline).
 Create then delete must give back the input byte for byte.
 """
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-HOSTS_AWK = ROOT / "registry" / "hosts.awk"
-BLOCK_AWK = ROOT / "registry" / "block.awk"
+HOSTS_AWK = ROOT / "registry" / "node" / "hosts.awk"
+BLOCK_AWK = ROOT / "registry" / "node" / "block.awk"
 TAG = "registry-node-trust image-registry:5000"
 BEGIN, END = f"# BEGIN {TAG}", f"# END {TAG}"
 DISABLED = f"# disabled by {TAG}: "

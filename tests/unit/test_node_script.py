@@ -20,7 +20,7 @@ PARAMS = NodeTrustParams("image-registry", 5000, "org/registry/dev", "worker-1")
 CA = "-----BEGIN CERTIFICATE-----\nMIIB'quote\"dollar$(x)`tick`\n-----END CERTIFICATE-----\n"
 PEM = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIRAJ3+qZ/example/base64==\n-----END CERTIFICATE-----\n"
 NAMES = ("REG_ACTION", "REG_NAME", "REG_PORT", "REG_STACK", "REG_ENTRY", "REG_IP", "REG_RUNTIME", "REG_CA", "STEP_TIMEOUT")
-# Stands in for node_trust.sh on stdin: prints what the command line handed it.
+# Stands in for the node program on stdin: prints what the command line handed it.
 SHOW = "printf '%s\\0' " + " ".join(f'"${name}"' for name in NAMES) + "\n"
 
 
@@ -93,5 +93,8 @@ def test_failure_and_kill_can_be_injected_only_after_a_known_step():
     assert CREATE_STEPS[0] == "step_prepare" and CREATE_STEPS[-1] == "step_own"
 
 
-def test_state_format_comes_from_the_script_itself():
-    assert f"\nSTATE_FORMAT={STATE_FORMAT}\n" in program()
+def test_the_program_runs_the_create_steps_python_names_and_the_state_format_is_pythons():
+    """Values go from Python to the program, never scraped out of its text."""
+    assert f"\nCREATE_STEPS='{' '.join(CREATE_STEPS)}'\n" in program()
+    assert "STATE_FORMAT" not in program() and isinstance(STATE_FORMAT, int)
+    assert all(f"\n{step}() {{" in program() for step in CREATE_STEPS)

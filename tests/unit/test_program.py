@@ -328,7 +328,7 @@ def test_what_the_undo_must_know_forces_a_replacement(three_node_run):
 
 
 def test_a_comment_only_change_of_the_node_script_replaces_nothing(monkeypatch):
-    """A release that rewords node_trust.sh updates the commands in place (create runs again); no replacement."""
+    """A release that rewords the node program updates the commands in place (create runs again); no replacement."""
     import registry.node_script as node_script
 
     state = ProviderState()
