@@ -5,7 +5,7 @@ read-only, and what a push meets while it is.
 The real registry (tests/build_registry.sh, the default image's version) runs as
 the program's Deployment runs it (registry_serve.sh, its grace period and drain
 as the pod spec gives them), and the CronJob's exact command runs beside it on
-the same volume (tests/registry_server.py). The volume holds `--images` images of
+the same volume (tests/support/registry_server.py). The volume holds `--images` images of
 `--layers` x 1 MiB, half of them deleted. While the job runs, one client pushes a
 new small image every half second. The timeline comes from the mode file the two
 scripts talk through.

@@ -32,7 +32,7 @@ CA_GENERATION_LABEL = "registry.pulumi.com/ca-generation"
 CONFIG_DIGEST_ANNOTATION = "registry.pulumi.com/config-digest"
 # The label kubelet sets to the node's name; storage node pins the pod by it.
 HOSTNAME_LABEL = "kubernetes.io/hostname"
-# pulumi-kubernetes puts it on every object it creates (tests/test_engine.py runs
+# pulumi-kubernetes puts it on every object it creates (tests/engine/test_engine.py runs
 # `up` twice over objects that carry it).
 MANAGED_BY = ("app.kubernetes.io/managed-by", "pulumi")
 # Which stack made the registry's namespace and Service: a later up of the same

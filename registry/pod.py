@@ -126,7 +126,7 @@ def storage_env(pod: PodConfig) -> list[dict]:
         ]
     # Off: each pod's in-memory cache of blob descriptors outlives a collection
     # (run by hand on s3), and a pod that still believes in a collected blob
-    # accepts a re-push without it, whose pull then fails (tests/test_s3.py).
+    # accepts a re-push without it, whose pull then fails (tests/e2e/test_s3.py).
     env.append({"name": "REGISTRY_STORAGE_CACHE_BLOBDESCRIPTOR", "value": ""})
     if not s3.redirect:
         # Blobs flow through the registry: nodes never need to reach the bucket.

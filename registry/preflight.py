@@ -193,7 +193,7 @@ def _pull_secret_namespaces(settings: Settings, cluster: ClusterView) -> list[st
             )
         elif listed and PULL_SECRET_NAME not in listed:
             # The API server treats imagePullSecrets as one atomic list for
-            # server-side apply (tests/test_engine.py saw the conflict): our
+            # server-side apply (tests/engine/test_engine.py saw the conflict): our
             # patch could not add an entry beside these without taking them over.
             problems.append(
                 f"registry:serviceAccountPullSecret is true, but the default ServiceAccount of {namespace!r} already "

@@ -92,7 +92,7 @@ class PullSecrets(pulumi.ComponentResource):
             return [secret]
         # Pods that name no imagePullSecrets get it from their ServiceAccount, by
         # a server-side-apply patch with a field manager of its own. The API
-        # server treats imagePullSecrets as one atomic list (tests/test_engine.py
+        # server treats imagePullSecrets as one atomic list (tests/engine/test_engine.py
         # saw it): an account that already lists a pull secret is refused with
         # a field conflict and left as it is; one that lists none gets ours, and
         # destroy takes it back.

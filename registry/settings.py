@@ -17,41 +17,49 @@ import copy
 import dataclasses
 import difflib
 import ipaddress
-import json
 import os
 import re
-import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
 
+from .config_checks import (
+    BASTION_FIELDS,
+    S3_FIELDS,
+    S3_SHAPE,
+    affinity_shape,
+    cron,
+    docker_config,
+    label_map,
+    namespace_name,
+    node_list,
+    own_namespace,
+    quantity,
+    registry_hostname,
+    resource_amounts,
+    secret_reference,
+    storage_class,
+    toleration,
+    user,
+    whole,
+)
 from .names import service_dns_names
 from .validators import (
-    INVALID,
     Check,
-    Field,
     Problems,
     all_of,
     boolean,
-    dns_label,
     failed,
-    host_key,
-    hostname_problem,
     integer,
     ip_address,
     is_ip,
     json_list,
     json_object,
-    machine,
     matches,
     network,
-    obj,
     one_of,
-    refuse,
-    ssh_port,
-    ssh_user,
     text,
 )
 
@@ -61,7 +69,7 @@ CONFIG_NAMESPACE = "registry"
 # pod restart change the registry under the user's feet. Distribution 3, since
 # 2.8's `garbage-collect --delete-untagged` deletes the platform images and
 # attestations of every tagged multi-arch or buildx index (distribution#3178,
-# #3004; tests/test_gc.py). 3.1.1 is the newest 3.x that Docker Hub's official
+# #3004; tests/e2e/test_gc.py). 3.1.1 is the newest 3.x that Docker Hub's official
 # image carries (docker-library/official-images#21360); the tests build the
 # same version from the Go module proxy (tests/build_registry.sh).
 DEFAULT_IMAGE = "registry:3.1.1"
@@ -76,7 +84,6 @@ def distribution_major(image: str) -> int | None:
     return int(found.group(1)) if found else None
 
 
-RUNTIMES = ("auto", "docker", "containerd", "crio", "k3s")
 STORAGES = ("pvc", "s3", "node")
 DEFAULT_STORAGE_PATH = "/var/lib/registry-data"
 # Where a storage path may lie: below one of these, never a system folder
@@ -85,31 +92,10 @@ DEFAULT_STORAGE_PATH = "/var/lib/registry-data"
 STORAGE_PREFIXES = ("/var/lib/", "/srv/", "/data/", "/mnt/")
 _PATH = re.compile(r"^(/[A-Za-z0-9._+-]+)+$")
 MAX_REPLICAS = 20
-_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
-_NODE_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
-# S3's bucket naming rules, the part every S3 API enforces.
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 # The registry container's resources unless `resources` says otherwise.
 DEFAULT_RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
-_RESOURCE_NAMES = ("cpu", "memory", "ephemeral-storage")
-_CPU = re.compile(r"^([0-9]+(\.[0-9]+)?|[0-9]+m)$")
-# A label key: an optional DNS-subdomain prefix and a name of up to 63 characters.
-_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
-_LABEL_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
-_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
-_TOLERATION_KEYS = {"key", "operator", "value", "effect", "tolerationSeconds"}
-_AFFINITY_KEYS = {"nodeAffinity", "podAffinity", "podAntiAffinity"}
 MAX_CA_GENERATION = 1000
 DEFAULT_GC_SCHEDULE = "0 3 * * 0"
-_CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,?-]+$")
-_CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
-# Namespaces the cluster itself owns: the program creates its namespace and
-# deletes it on destroy, which these must never be.
-CLUSTER_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
-# Names every node's /etc/hosts already gives to the node itself.
-LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
-# The CA's common name is "<hostname> registry CA", and a common name holds at most 64 characters.
-MAX_HOSTNAME = 64 - len(" registry CA")
 
 
 class SettingsError(pulumi.RunError):
@@ -245,327 +231,6 @@ def url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-# ---- checks of single keys --------------------------------------------------------
-
-
-def registry_hostname(value: Any, where: str, problems: Problems) -> Any:
-    problem = hostname_problem(value)
-    if not problem and (value in LOCAL_NAMES or value.endswith(".localhost")):
-        problem = "already names the node itself in every node's /etc/hosts"
-    if not problem and len(value) > MAX_HOSTNAME:
-        problem = (
-            f"is {len(value)} characters; at most {MAX_HOSTNAME} fit, so that "
-            "'<hostname> registry CA' fits the 64 characters of a certificate's common name"
-        )
-    if problem:
-        return refuse(problems, where, repr(value), f"{problem}; expected a lower-case DNS name such as image-registry")
-    return value
-
-
-def storage_class(value: Any, where: str, problems: Problems) -> Any:
-    problem = hostname_problem(value)
-    if problem:
-        return refuse(problems, where, repr(value), f"{problem}; expected the name of a StorageClass")
-    return value
-
-
-NAMESPACE_NAME = "is not a namespace name: lower-case letters, digits and '-', at most 63"
-
-
-def own_namespace(value: Any, where: str, problems: Problems) -> Any:
-    if not dns_label(value):
-        return refuse(problems, where, repr(value), NAMESPACE_NAME)
-    if value in CLUSTER_NAMESPACES:
-        return refuse(
-            problems,
-            where,
-            repr(value),
-            "is a namespace the cluster owns; the program creates its namespace "
-            "and deletes it on destroy, so name a new one, such as registry",
-        )
-    return value
-
-
-def quantity(value: Any, where: str, problems: Problems) -> Any:
-    found = _QUANTITY.match(value)
-    if not found or float(found.group().rstrip("KMGTPEik")) <= 0:
-        return refuse(problems, where, repr(value), "is not a positive Kubernetes quantity such as 10Gi or 500Mi")
-    return value
-
-
-def user(value: Any, where: str, problems: Problems) -> Any:
-    if not isinstance(value, str) or not value:
-        return refuse(problems, where, json.dumps(value), "must be a non-empty string")
-    if ":" in value or any(c.isspace() for c in value):
-        return refuse(
-            problems, where, repr(value), "must not contain ':' or whitespace (htpasswd uses ':' as separator)"
-        )
-    return value
-
-
-def namespace_name(value: Any, where: str, problems: Problems) -> Any:
-    return value if dns_label(value) else refuse(problems, where, json.dumps(value), NAMESPACE_NAME)
-
-
-def cron(raw: Any, where: str, problems: Problems) -> Any:
-    """A CronJob schedule: five fields or a macro; "" for none."""
-    value = str(raw).strip()
-    if value == "":
-        return None
-    fields = value.split()
-    if not (value in _CRON_MACROS or (len(fields) == 5 and all(_CRON_FIELD.match(f) for f in fields))):
-        return refuse(
-            problems,
-            where,
-            repr(raw),
-            'is not a cron schedule: five fields such as "0 3 * * 0", a macro such as @weekly, or "" for none',
-        )
-    return value
-
-
-def secret_reference(raw: Any, where: str, problems: Problems) -> Any:
-    """`<namespace>/<name>` of a Secret."""
-    namespace, _, name = raw.partition("/")
-    if not (dns_label(namespace) and hostname_problem(name) is None):
-        return refuse(
-            problems, where, repr(raw), "is not <namespace>/<name> of a Secret, such as cert-manager/registry-tls"
-        )
-    return namespace, name
-
-
-def docker_config(raw: Any, where: str, problems: Problems) -> Any:
-    """A .dockerconfigjson document; checked here, kept secret elsewhere (never shown)."""
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        value = None
-    if not isinstance(value, dict) or not isinstance(value.get("auths"), dict) or not value["auths"]:
-        return refuse(
-            problems,
-            where,
-            "(secret, not shown)",
-            "must be a .dockerconfigjson document, "
-            '{"auths": {"<registry>": {"auth": "<base64 user:password>"}}}, '
-            "such as ~/.docker/config.json after a docker login",
-        )
-    return raw
-
-
-def whole(check: Check) -> Check:
-    """All or nothing: INVALID when `check` found any problem."""
-
-    def checked(raw: Any, where: str, problems: Problems) -> Any:
-        count = len(problems)
-        value = check(raw, where, problems)
-        return INVALID if len(problems) > count else value
-
-    return checked
-
-
-def _resource_amounts(value: dict, where: str, problems: Problems) -> dict:
-    if not value or set(value) - {"requests", "limits"}:
-        refuse(problems, where, json.dumps(value), "must have requests and/or limits, and nothing else")
-    for part, amounts in value.items():
-        if part not in ("requests", "limits"):
-            continue
-        if not isinstance(amounts, dict) or set(amounts) - set(_RESOURCE_NAMES):
-            refuse(
-                problems, f"{where}.{part}", json.dumps(amounts), f"must be an object of {', '.join(_RESOURCE_NAMES)}"
-            )
-            continue
-        for name, amount in amounts.items():
-            pattern = _CPU if name == "cpu" else _QUANTITY
-            if not isinstance(amount, str) or not pattern.match(amount):
-                example = "500m or 2" if name == "cpu" else "512Mi"
-                refuse(
-                    problems,
-                    f"{where}.{part}.{name}",
-                    json.dumps(amount),
-                    f"is not a Kubernetes quantity such as {example} (give it as a string)",
-                )
-    return value
-
-
-def _labels(value: dict, where: str, problems: Problems) -> dict:
-    for label, wanted in value.items():
-        prefix, _, name = label.rpartition("/")
-        if not _LABEL_NAME.match(name) or (prefix and not _LABEL_PREFIX.match(prefix)):
-            refuse(
-                problems,
-                where,
-                json.dumps(label),
-                "has a key that is not a label key, such as kubernetes.io/hostname or disktype",
-            )
-        if not isinstance(wanted, str) or not _LABEL_VALUE.match(wanted):
-            refuse(
-                problems,
-                f"{where}.{label}",
-                json.dumps(wanted),
-                "is not a label value: up to 63 letters, digits, '-', '_' and '.', as a string",
-            )
-    return value
-
-
-def _toleration(item: Any, where: str, problems: Problems) -> Any:
-    if not isinstance(item, dict) or not item or set(item) - _TOLERATION_KEYS:
-        return refuse(problems, where, json.dumps(item), f"must be an object of {', '.join(sorted(_TOLERATION_KEYS))}")
-    operator = item.get("operator", "Equal")
-    if operator not in ("Equal", "Exists"):
-        refuse(problems, f"{where}.operator", json.dumps(operator), "must be Equal or Exists")
-    if operator == "Exists" and item.get("value"):
-        refuse(problems, f"{where}.value", json.dumps(item["value"]), "must be empty with operator Exists")
-    if "key" not in item and operator != "Exists":
-        refuse(problems, where, json.dumps(item), "needs a key, or operator Exists to tolerate every taint")
-    for name in ("key", "value"):
-        if name in item and not isinstance(item[name], str):
-            refuse(problems, f"{where}.{name}", json.dumps(item[name]), "must be a string")
-    if item.get("effect", "") not in ("", "NoSchedule", "PreferNoSchedule", "NoExecute"):
-        refuse(
-            problems, f"{where}.effect", json.dumps(item["effect"]), "must be NoSchedule, PreferNoSchedule or NoExecute"
-        )
-    seconds = item.get("tolerationSeconds")
-    if seconds is not None and (
-        not isinstance(seconds, int) or isinstance(seconds, bool) or item.get("effect") != "NoExecute"
-    ):
-        refuse(
-            problems,
-            f"{where}.tolerationSeconds",
-            json.dumps(seconds),
-            "must be a whole number of seconds, with effect NoExecute",
-        )
-    return item
-
-
-def _affinity(value: dict, where: str, problems: Problems) -> Any:
-    if not value or set(value) - _AFFINITY_KEYS or not all(isinstance(v, dict) for v in value.values()):
-        return refuse(
-            problems,
-            where,
-            json.dumps(value),
-            f"must be an object of {', '.join(sorted(_AFFINITY_KEYS))}, each an object as in a pod spec",
-        )
-    return value
-
-
-def _node_host(value: Any, where: str, problems: Problems) -> Any:
-    if not isinstance(value, str) or not value:
-        return refuse(problems, where, json.dumps(value), NODE_HOST_REQUIRED)
-    if not is_ip(value) and hostname_problem(value.lower()):
-        return refuse(problems, where, repr(value), "is neither an IP address nor a DNS name")
-    return value
-
-
-def _bastion_host(value: Any, where: str, problems: Problems) -> Any:
-    if not isinstance(value, str) or not value or (not is_ip(value) and hostname_problem(value.lower())):
-        return refuse(problems, where, json.dumps(value), BASTION_HOST_REQUIRED)
-    return value
-
-
-NODE_NAME = "must be a name of letters, digits, '.', '_' or '-'"
-NODE_HOST_REQUIRED = "is required: the node's IP address or DNS name for SSH"
-BASTION_HOST_REQUIRED = "is required: the jump host's IP address or DNS name"
-
-# A node entry. `user` stays "" when not given: the rule below gives it registry:sshUser.
-_NODE = obj(
-    {
-        "name": Field(matches(_NODE_NAME.pattern, NODE_NAME, json.dumps), required=NODE_NAME),
-        "host": Field(_node_host, required=NODE_HOST_REQUIRED),
-        "port": Field(ssh_port, 22),
-        "user": Field(ssh_user, ""),
-        "runtime": Field(one_of(*RUNTIMES, show=json.dumps), "auto"),
-        "hostKey": Field(host_key, None),
-    },
-    lambda name, host, port, user, runtime, hostKey: Node(name, host, port, user, runtime, hostKey),
-    not_object="must be an object {name, host, port?, user?, runtime?}",
-)
-
-
-def node_list(raw: Any, where: str, problems: Problems) -> Any:
-    """registry:nodes: every entry checked, names and machines unique."""
-    entries = json_list(text)(raw, where, problems)
-    if failed(entries):
-        return entries
-    nodes: list[Node] = []
-    names: set[str] = set()
-    hosts: set[str] = set()
-    for index, entry in enumerate(entries):
-        at = f"{where}[{index}]"
-        node = _NODE(entry, at, problems)
-        if not isinstance(entry, dict):
-            continue
-        name, host = entry.get("name"), entry.get("host")
-        if isinstance(name, str) and _NODE_NAME.match(name) and name in names:
-            node = refuse(problems, f"{at}.name", repr(name), "is used by another node; node names must be unique")
-        if (
-            isinstance(host, str)
-            and host
-            and (is_ip(host) or not hostname_problem(host.lower()))
-            and machine(host) in hosts
-        ):
-            node = refuse(
-                problems,
-                f"{at}.host",
-                repr(host),
-                "is the same machine as another node's host; node hosts must be unique",
-            )
-        if isinstance(name, str):
-            names.add(name)
-        if isinstance(host, str) and host:
-            hosts.add(machine(host))
-        if not failed(node):
-            nodes.append(node)
-    return tuple(nodes)
-
-
-_S3_SHAPE = "{bucket, endpoint, forcePathStyle, redirect, region, rootDirectory}"
-_BUCKET_NAME = "is required: a bucket name of 3-63 lower-case letters, digits, '.' and '-'"
-
-
-def _endpoint(value: Any, where: str, problems: Problems) -> Any:
-    try:
-        url = urllib.parse.urlsplit(value) if isinstance(value, str) else None
-    except ValueError:
-        url = None
-    if url is None or url.scheme not in ("http", "https") or not url.hostname:
-        return refuse(
-            problems,
-            where,
-            json.dumps(value),
-            "must be an http:// or https:// URL, such as https://minio.example.internal:9000",
-        )
-    return value
-
-
-def _flag(value: Any, where: str, problems: Problems) -> Any:
-    return value if isinstance(value, bool) else refuse(problems, where, json.dumps(value), "must be true or false")
-
-
-_S3 = obj(
-    {
-        "bucket": Field(matches(_BUCKET.pattern, _BUCKET_NAME, json.dumps), required=_BUCKET_NAME),
-        "endpoint": Field(_endpoint, None),
-        "region": Field(matches(r"\S+", "must be a region name such as us-east-1", json.dumps), "us-east-1"),
-        "rootDirectory": Field(
-            matches(r"/\S*", "must be a path starting with '/', such as /registry", json.dumps), None
-        ),
-        # Path style by default with an endpoint of the user's (MinIO, SeaweedFS...), not on AWS.
-        "forcePathStyle": Field(_flag, None),
-        "redirect": Field(_flag, False),
-    },
-    dict,
-)
-
-_BASTION = obj(
-    {
-        "host": Field(_bastion_host, required=BASTION_HOST_REQUIRED),
-        "port": Field(ssh_port, 22),
-        "user": Field(ssh_user, ""),
-        "hostKey": Field(host_key, None),
-    },
-    lambda host, port, user, hostKey: Bastion(host, port, user, hostKey),
-)
-
-
 # ---- the table ---------------------------------------------------------------------
 
 
@@ -646,7 +311,7 @@ TABLE: tuple[Key, ...] = (
         "Where the registry keeps images, pvc (one volume), node (a folder on one node) or s3 (object storage).",
     ),
     Key("replicas", integer(1, MAX_REPLICAS), 1, "Pods serving the registry; more than 1 needs storage s3."),
-    Key("s3", text, None, f"With storage s3: {_S3_SHAPE}."),
+    Key("s3", text, None, f"With storage s3: {S3_SHAPE}."),
     Key("s3AccessKeyId", text, None, "Access key of the bucket; with s3SecretAccessKey, or neither."),
     Key("s3SecretAccessKey", text, None, "Secret key of the bucket.", secret=True),
     Key("storageNode", text, None, "With storage node: the nodes entry whose folder keeps the data."),
@@ -674,15 +339,15 @@ TABLE: tuple[Key, ...] = (
     ),
     Key(
         "resources",
-        _object("{requests?: {cpu?, memory?}, limits?: {cpu?, memory?}}", whole(_resource_amounts)),
+        _object("{requests?: {cpu?, memory?}, limits?: {cpu?, memory?}}", whole(resource_amounts)),
         DEFAULT_RESOURCES,
         "The container's requests and limits.",
     ),
-    Key("nodeSelector", _object("of node label to value", whole(_labels)), {}, "Node labels the pod must match."),
-    Key("tolerations", whole(json_list(_toleration)), (), "Taints the pod tolerates."),
+    Key("nodeSelector", _object("of node label to value", whole(label_map)), {}, "Node labels the pod must match."),
+    Key("tolerations", whole(json_list(toleration)), (), "Taints the pod tolerates."),
     Key(
         "affinity",
-        _object("{nodeAffinity?, podAffinity?, podAntiAffinity?}", _affinity),
+        _object("{nodeAffinity?, podAffinity?, podAntiAffinity?}", affinity_shape),
         None,
         "Affinity as in a pod spec.",
     ),
@@ -702,7 +367,7 @@ TABLE: tuple[Key, ...] = (
     Key("sshAgent", boolean, False, "Use the keys of the ssh-agent at SSH_AUTH_SOCK."),
     Key(
         "sshBastion",
-        _object("{host, port?, user?, hostKey?}", _BASTION),
+        _object("{host, port?, user?, hostKey?}", BASTION_FIELDS),
         None,
         "A jump host for every node connection.",
     ),
@@ -754,10 +419,15 @@ def cluster_ip_in_range(c: Parsed) -> None:
     c["clusterIp"] = None
 
 
-def users_default_to_ssh_user(c: Parsed) -> None:
-    c["nodes"] = tuple(node if node.user else dataclasses.replace(node, user=c["sshUser"]) for node in c["nodes"])
-    if c["sshBastion"] is not None and not c["sshBastion"].user:
-        c["sshBastion"] = dataclasses.replace(c["sshBastion"], user=c["sshUser"])
+def nodes_and_bastion(c: Parsed) -> None:
+    """The entries as Node and Bastion, with registry:sshUser where they name no user."""
+    user = c["sshUser"]
+    c["nodes"] = tuple(
+        Node(e["name"], e["host"], e["port"], e["user"] or user, e["runtime"], e["hostKey"]) for e in c["nodes"]
+    )
+    if c["sshBastion"] is not None:
+        b = c["sshBastion"]
+        c["sshBastion"] = Bastion(b["host"], b["port"], b["user"] or user, b["hostKey"])
 
 
 def replicas_need_s3(c: Parsed) -> None:
@@ -831,10 +501,10 @@ def s3_storage(c: Parsed) -> None:
             "an object with at least a bucket, such as {bucket: registry}"
         )
         return
-    value = json_object(_S3_SHAPE)(raw, "s3", c.problems)
+    value = json_object(S3_SHAPE)(raw, "s3", c.problems)
     if failed(value):
         return
-    fields = _S3(value, "s3", c.problems)
+    fields = S3_FIELDS(value, "s3", c.problems)
     if (key_id is None) != (not has_secret_key):
         given, missing = ("s3AccessKeyId", "s3SecretAccessKey") if key_id else ("s3SecretAccessKey", "s3AccessKeyId")
         c.problem(
@@ -926,7 +596,7 @@ def secrets_only_where_used(c: Parsed) -> None:
 
 RULES: tuple[Callable[[Parsed], None], ...] = (
     cluster_ip_in_range,
-    users_default_to_ssh_user,
+    nodes_and_bastion,
     replicas_need_s3,
     node_storage,
     s3_storage,

@@ -69,7 +69,7 @@ class WorkloadArgs:
 
 def manifest(fragment: dict) -> Any:
     """A part of a Kubernetes object as plain data, as the API documents it (the
-    SDK's typed dicts add nothing here): tests/test_manifests.py checks every one
+    SDK's typed dicts add nothing here): tests/unit/test_manifests.py checks every one
     against the API's schema."""
     return fragment
 

@@ -3,8 +3,8 @@
 # registry/settings.py DEFAULT_IMAGE) runs, from the Go module proxy, pinned by
 # tests/go/distribution/go.mod and go.sum, into a cache outside the repository,
 # and prints the binary's path. Every test layer that runs a registry runs
-# this one (tests/registry_server.py). About two minutes on 2 cores; seconds
-# once built.
+# this one (tests/support/registry_server.py). CONTRIBUTING.md says how long
+# a first build takes; seconds once built.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 module=$here/go/distribution

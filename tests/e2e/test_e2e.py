@@ -5,24 +5,44 @@ Node A runs containerd without config_path (trust through the system store),
 node B with config_path (hosts.toml); node C never runs our command.
 """
 
+from __future__ import annotations
+
 import base64
 import http.client
 import json
 import ssl
 import subprocess
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
-from tests.support.nodes import NEEDED, diff, make_factory, require_tools
+from tests.support.nodes import NEEDED, Node, Snapshot, diff, make_factory, require_tools
 from tests.support.oci import read_image, write_image
 from tests.support.registry_server import REGISTRY_TOOL, PodSource, Registry
-from tests.support.stack import run_stack
+from tests.support.stack import StackRun, run_stack
 from tests.support.trust import WITH_CONFIG_PATH
 
 E2E_TOOLS = {**NEEDED, **REGISTRY_TOOL, "skopeo": "skopeo", "containerd": "containerd", "ctr": "containerd"}
 CLUSTER_IP = "127.0.10.1"
 IMAGE = "e2e/hello:v1"
+
+
+@dataclass
+class World:
+    """Two nodes that trust the registry (a: the system store, b: containerd's
+    config_path), one that does not (c), and the registry the program's run made."""
+
+    a: Node
+    b: Node
+    c: Node
+    run: StackRun
+    registry: Registry
+    root: Path
+    commands: dict[str, dict]  # node address -> its command's inputs
+    authfile: Path  # the pull secret's .dockerconfigjson
+    initial: dict[Node, Snapshot]
 
 
 @pytest.fixture(scope="module")
@@ -54,10 +74,8 @@ def world(tmp_path_factory):
         authfile = root / "auth.json"
         authfile.write_text(pull_secret.inputs["stringData"][".dockerconfigjson"])
         authfile.chmod(0o600)
-        yield {
-            "a": a, "b": b, "c": c, "run": run, "registry": registry, "root": root,
-            "commands": commands, "authfile": authfile, "initial": initial,
-        }
+        yield World(a=a, b=b, c=c, run=run, registry=registry, root=root, commands=commands,
+                    authfile=authfile, initial=initial)
     finally:
         if registry:
             registry.stop()
@@ -69,12 +87,12 @@ def skopeo(node, *args, timeout=120):
 
 
 def ref(world):
-    return f"docker://{world['run'].outputs['endpoint']}/{IMAGE}"
+    return f"docker://{world.run.outputs['endpoint']}/{IMAGE}"
 
 
 def diff_ids(node, world, authfile=None):
     """The image's uncompressed layer digests, as the registry serves its config."""
-    result = skopeo(node, "inspect", "--config", "--authfile", str(authfile or world["authfile"]), ref(world))
+    result = skopeo(node, "inspect", "--config", "--authfile", str(authfile or world.authfile), ref(world))
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)["rootfs"]["diff_ids"]
 
@@ -82,9 +100,9 @@ def diff_ids(node, world, authfile=None):
 @pytest.fixture(scope="module")
 def pushed(world):
     """Node A pushes a three-layer image by name, with the pull secret as its credentials."""
-    layout = world["root"] / "image"
+    layout = world.root / "image"
     write_image(layout, "v1", layers=3, layer_bytes=64 * 1024)
-    result = skopeo(world["a"], "copy", "--dest-authfile", str(world["authfile"]), f"oci:{layout}:v1", ref(world))
+    result = skopeo(world.a, "copy", "--dest-authfile", str(world.authfile), f"oci:{layout}:v1", ref(world))
     assert result.returncode == 0, result.stderr
     expected, _ = read_image(layout)
     return expected
@@ -92,12 +110,12 @@ def pushed(world):
 
 def test_node_pushes_by_name_over_tls_with_the_password_output(world, pushed):
     # skopeo compresses layers on the way: the uncompressed digests are what must match.
-    assert diff_ids(world["a"], world) == pushed
+    assert diff_ids(world.a, world) == pushed
 
 
 def test_other_node_pulls_what_was_pushed(world, pushed):
-    out = world["root"] / "pulled-b"
-    result = skopeo(world["b"], "copy", "--src-authfile", str(world["authfile"]), ref(world), f"oci:{out}:v1")
+    out = world.root / "pulled-b"
+    result = skopeo(world.b, "copy", "--src-authfile", str(world.authfile), ref(world), f"oci:{out}:v1")
     assert result.returncode == 0, result.stderr
     config_ids, content_ids = read_image(out)
     assert config_ids == pushed and content_ids == pushed, "every layer arrives with the bytes that were pushed"
@@ -105,7 +123,7 @@ def test_other_node_pulls_what_was_pushed(world, pushed):
 
 def test_metrics_count_the_push_on_their_own_port(world, pushed):
     """The registry's debug server, as the Deployment configures it, serves Prometheus text."""
-    registry = world["registry"]
+    registry = world.registry
     connection = http.client.HTTPConnection(registry.host, registry.metrics_port, timeout=10)
     connection.request("GET", "/metrics")
     response = connection.getresponse()
@@ -117,8 +135,8 @@ def test_metrics_count_the_push_on_their_own_port(world, pushed):
 
 
 def test_containerd_in_a_node_pulls_by_name_through_hosts_toml(world, pushed):
-    node = world["b"]
-    state = world["root"] / "containerd"
+    node = world.b
+    state = world.root / "containerd"
     for sub in ("root", "state"):
         (state / sub).mkdir(parents=True, exist_ok=True)
     config = state / "config.toml"
@@ -134,31 +152,31 @@ def test_containerd_in_a_node_pulls_by_name_through_hosts_toml(world, pushed):
         while not socket_path.exists():
             assert daemon.poll() is None and time.monotonic() < deadline, (state / "log").read_text()
             time.sleep(0.1)
-        user = world["run"].outputs["username"]
-        password = world["run"].outputs["password"]
+        user = world.run.outputs["username"]
+        password = world.run.outputs["password"]
         # ctr has no credentials file; this throwaway password only ever goes to loopback.
         result = node.inside(
             "ctr", "--address", str(socket_path), "images", "pull", "--hosts-dir", "/etc/containerd/certs.d",
-            "--user", f"{user}:{password}", f"{world['run'].outputs['endpoint']}/{IMAGE}", check=False, timeout=120,
+            "--user", f"{user}:{password}", f"{world.run.outputs['endpoint']}/{IMAGE}", check=False, timeout=120,
         )
         assert result.returncode == 0, result.stdout + result.stderr
         listing = node.inside("ctr", "--address", str(socket_path), "images", "ls", "-q").stdout
-        assert f"{world['run'].outputs['endpoint']}/{IMAGE}" in listing
+        assert f"{world.run.outputs['endpoint']}/{IMAGE}" in listing
     finally:
         daemon.terminate()
         daemon.wait(10)
 
 
 def test_wrong_password_gets_401(world, pushed):
-    wrong = world["root"] / "wrong-auth.json"
-    endpoint = world["run"].outputs["endpoint"]
+    wrong = world.root / "wrong-auth.json"
+    endpoint = world.run.outputs["endpoint"]
     token = base64.b64encode(b"admin:not-the-password").decode()
     wrong.write_text(json.dumps({"auths": {endpoint: {"auth": token}}}))
-    result = skopeo(world["a"], "inspect", "--authfile", str(wrong), ref(world))
+    result = skopeo(world.a, "inspect", "--authfile", str(wrong), ref(world))
     assert result.returncode != 0 and "unauthorized" in result.stderr.lower(), result.stderr
-    registry = world["registry"]
+    registry = world.registry
     context = ssl.create_default_context(cadata=registry.ca_pem)
-    for credentials, status in ((f"admin:{world['run'].outputs['password']}", 200), ("admin:not-the-password", 401), (None, 401)):
+    for credentials, status in ((f"admin:{world.run.outputs['password']}", 200), ("admin:not-the-password", 401), (None, 401)):
         connection = http.client.HTTPSConnection(registry.host, registry.port, context=context, timeout=10)
         headers = {"Authorization": "Basic " + base64.b64encode(credentials.encode()).decode()} if credentials else {}
         connection.request("GET", "/v2/", headers=headers)
@@ -167,9 +185,9 @@ def test_wrong_password_gets_401(world, pushed):
 
 
 def test_every_user_can_log_in(world, pushed):
-    registry = world["registry"]
+    registry = world.registry
     context = ssl.create_default_context(cadata=registry.ca_pem)
-    for user, password in world["run"].outputs["credentials"].items():
+    for user, password in world.run.outputs["credentials"].items():
         connection = http.client.HTTPSConnection(registry.host, registry.port, context=context, timeout=10)
         connection.request("GET", "/v2/", headers={"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()})
         assert connection.getresponse().status == 200, user
@@ -181,32 +199,32 @@ def assert_untrusted_even_when_resolved(node, world):
     original = node.read("/etc/hosts")
     node.write("/etc/hosts", original + f"{CLUSTER_IP} image-registry\n".encode())
     try:
-        result = skopeo(node, "inspect", "--authfile", str(world["authfile"]), ref(world))
+        result = skopeo(node, "inspect", "--authfile", str(world.authfile), ref(world))
         assert result.returncode != 0 and "x509: certificate signed by unknown authority" in result.stderr, result.stderr
     finally:
         node.write("/etc/hosts", original)
 
 
 def test_node_that_did_not_run_the_command_fails_with_x509(world, pushed):
-    node = world["c"]
-    result = skopeo(node, "inspect", "--authfile", str(world["authfile"]), ref(world))
+    node = world.c
+    result = skopeo(node, "inspect", "--authfile", str(world.authfile), ref(world))
     assert result.returncode != 0 and "no such host" in result.stderr, result.stderr
     assert_untrusted_even_when_resolved(node, world)
 
 
 def test_image_survives_a_registry_restart_on_the_same_storage(world, pushed):
-    registry = world["registry"]
+    registry = world.registry
     registry.stop()
     registry.start()
-    assert diff_ids(world["b"], world) == pushed
+    assert diff_ids(world.b, world) == pushed
 
 
 def test_after_delete_a_node_neither_resolves_nor_trusts_and_is_byte_identical(world, pushed):
-    node = world["a"]
-    result = node.run_command(world["commands"][node.address], "delete")
+    node = world.a
+    result = node.run_command(world.commands[node.address], "delete")
     assert result.returncode == 0, result.stderr
-    assert diff(world["initial"][node], node.snapshot()) == []
-    result = skopeo(node, "inspect", "--authfile", str(world["authfile"]), ref(world))
+    assert diff(world.initial[node], node.snapshot()) == []
+    result = skopeo(node, "inspect", "--authfile", str(world.authfile), ref(world))
     assert result.returncode != 0 and "no such host" in result.stderr, result.stderr
     assert_untrusted_even_when_resolved(node, world)
-    assert diff(world["initial"][node], node.snapshot()) == []
+    assert diff(world.initial[node], node.snapshot()) == []

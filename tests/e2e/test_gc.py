@@ -21,6 +21,7 @@ import socket
 import ssl
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ import pytest
 from tests.support.nodes import require_tools
 from tests.support.oci import INDEX, read_image, write_image, write_index
 from tests.support.registry_server import REGISTRY_BINARY, REGISTRY_TOOL, PodSource, Registry
-from tests.support.stack import run_stack
+from tests.support.stack import StackRun, run_stack
 
 CLUSTER_IP = "127.0.10.1"
 TOOLS = {**REGISTRY_TOOL, "skopeo": "skopeo"}
@@ -45,6 +46,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@dataclass
+class World:
+    """The registry started as the Deployment runs it, and what a job of the CronJob needs beside it."""
+
+    run: StackRun
+    root: Path
+    registry: Registry
+    source: PodSource
+    job_pod: dict  # the CronJob's pod spec
+    job_port: int  # where a job's own read-only server listens
+    password: str
+    certs: Path  # a certs.d folder with the CA, for skopeo
+    authfile: Path  # credentials for both the registry and the job's server
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     require_tools(TOOLS)
@@ -56,17 +72,14 @@ def world(tmp_path_factory):
     source = PodSource.from_run(run)
     registry = Registry(source, root).start(extra_env=FAST)
     job_port = free_port()
-    world = {
-        "run": run, "root": root, "registry": registry, "source": source, "job_pod": job_pod,
-        "job_port": job_port, "password": run.outputs["password"],
-    }
     certs = root / "certs"
     certs.mkdir()
     (certs / "ca.crt").write_text(registry.ca_pem)
     auth = {f"{CLUSTER_IP}:5000": "", f"127.0.0.1:{job_port}": ""}
-    token = base64.b64encode(f"admin:{world['password']}".encode()).decode()
+    token = base64.b64encode(f"admin:{run.outputs['password']}".encode()).decode()
     (root / "auth.json").write_text(json.dumps({"auths": {k: {"auth": token} for k in auth}}))
-    world["certs"], world["authfile"] = certs, root / "auth.json"
+    world = World(run=run, root=root, registry=registry, source=source, job_pod=job_pod, job_port=job_port,
+                  password=run.outputs["password"], certs=certs, authfile=root / "auth.json")
     try:
         wait_for_mode(world, "rw")
         yield world
@@ -75,7 +88,7 @@ def world(tmp_path_factory):
 
 
 def data(world) -> Path:
-    return world["registry"].path("/var/lib/registry")
+    return world.registry.path("/var/lib/registry")
 
 
 def mode(world) -> str:
@@ -97,19 +110,19 @@ def skopeo(world, *args):
 
 
 def push(world, layout: Path, target: str):
-    return skopeo(world, "copy", "--dest-authfile", str(world["authfile"]), "--dest-cert-dir", str(world["certs"]),
+    return skopeo(world, "copy", "--dest-authfile", str(world.authfile), "--dest-cert-dir", str(world.certs),
                   f"oci:{layout}:v1", f"docker://{target}")
 
 
 def pull(world, source: str, out: Path):
-    return skopeo(world, "copy", "--src-authfile", str(world["authfile"]), "--src-cert-dir", str(world["certs"]),
+    return skopeo(world, "copy", "--src-authfile", str(world.authfile), "--src-cert-dir", str(world.certs),
                   f"docker://{source}", f"oci:{out}:v1")
 
 
 def api(world, method: str, path: str, headers=None):
-    context = ssl.create_default_context(cadata=world["registry"].ca_pem)
+    context = ssl.create_default_context(cadata=world.registry.ca_pem)
     connection = http.client.HTTPSConnection(CLUSTER_IP, 5000, context=context, timeout=10)
-    token = base64.b64encode(f"admin:{world['password']}".encode()).decode()
+    token = base64.b64encode(f"admin:{world.password}".encode()).decode()
     connection.request(method, path, headers={"Authorization": f"Basic {token}", **(headers or {})})
     response = connection.getresponse()
     body = response.read()
@@ -124,7 +137,7 @@ def blob_path(world, digest: str) -> Path:
 
 def something_pushed(world) -> None:
     """A collection pauses in its hook only where there is something to collect."""
-    layout = world["root"] / "image-something"
+    layout = world.root / "image-something"
     if not layout.exists():
         write_image(layout, "v1")
         assert push(world, layout, f"{CLUSTER_IP}:5000/gc/something:1").returncode == 0
@@ -133,29 +146,29 @@ def something_pushed(world) -> None:
 def wait_until_collecting(world, name: str, why: str = "the job never started collecting") -> None:
     """Until the job `name` reaches `registry garbage-collect` (its hook says so)."""
     deadline = time.monotonic() + 30
-    while not (world["root"] / f"{name}-collecting").exists():
+    while not (world.root / f"{name}-collecting").exists():
         assert time.monotonic() < deadline, why
         time.sleep(0.1)
 
 
 def job(world, name: str, gc_hook: bool = True, binary: str = REGISTRY_BINARY, port: int = 0) -> Registry:
     """The CronJob's pod: its exact container (command, env, mounts) on the registry's volume."""
-    hook = world["root"] / f"{name}-registry"
+    hook = world.root / f"{name}-registry"
     if gc_hook:
         hook.write_text(
             "#!/bin/sh\n"
             f'[ "$1" = garbage-collect ] || exec {binary} "$@"\n'
-            f"touch {world['root']}/{name}-collecting\n"
-            f"while [ ! -e {world['root']}/{name}-go ]; do sleep 0.1; done\n"
+            f"touch {world.root}/{name}-collecting\n"
+            f"while [ ! -e {world.root}/{name}-go ]; do sleep 0.1; done\n"
             f'exec {binary} "$@"\n'
         )
         hook.chmod(0o755)
-    return Registry(world["source"], world["root"], address="127.0.0.1", port=port or world["job_port"],
-                    pod=world["job_pod"], name=name, binary=binary)
+    return Registry(world.source, world.root, address="127.0.0.1", port=port or world.job_port,
+                    pod=world.job_pod, name=name, binary=binary)
 
 
 def test_collection_deletes_an_untagged_image_refuses_pushes_meanwhile_and_keeps_pulls(world):
-    root = world["root"]
+    root = world.root
     for name in ("a", "b", "c"):
         write_image(root / f"image-{name}", "v1", layers=2, layer_bytes=32 * 1024)
     for name in ("a", "b"):
@@ -174,7 +187,7 @@ def test_collection_deletes_an_untagged_image_refuses_pushes_meanwhile_and_keeps
 
     collector = job(world, "job")
     collector.start(extra_env=FAST)  # ready once its own read-only server answers
-    job_endpoint = f"127.0.0.1:{world['job_port']}"
+    job_endpoint = f"127.0.0.1:{world.job_port}"
     try:
         wait_for_mode(world, "ro")
         wait_until_collecting(world, "job")
@@ -211,7 +224,7 @@ def test_collection_deletes_an_untagged_image_refuses_pushes_meanwhile_and_keeps
 def test_a_collection_stopped_midway_hands_the_registry_back_read_write(world):
     """Kubernetes stops a job with SIGTERM (activeDeadlineSeconds, a drain): the flag goes, pushes work again."""
     something_pushed(world)
-    root = world["root"]
+    root = world.root
     collector = job(world, "stopped")
     collector.start(extra_env=FAST)
     try:
@@ -240,7 +253,7 @@ def run_job(world, name: str, **kwargs) -> tuple[int, str]:
         status = collector.process.wait(120)
     finally:
         collector.stop()
-    return status, (world["root"] / f"{name}.log").read_text()
+    return status, (world.root / f"{name}.log").read_text()
 
 
 def served(world, repository: str, digest: str) -> bool:
@@ -252,12 +265,12 @@ def served(world, repository: str, digest: str) -> bool:
 def test_collection_keeps_every_platform_and_the_attestation_of_a_tagged_index(world, kind):
     # distribution 2.8's --delete-untagged deletes an index's untagged children
     # and their blobs (distribution#3178): the registry:2 default lost these.
-    root = world["root"]
+    root = world.root
     layout = root / f"index-{kind}"
     parts = write_index(layout, "v1", kind)
     repository = f"gc/{kind}"
-    pushed = skopeo(world, "copy", "--all", "--dest-authfile", str(world["authfile"]), "--dest-cert-dir",
-                    str(world["certs"]), f"oci:{layout}:v1", f"docker://{CLUSTER_IP}:5000/{repository}:v1")
+    pushed = skopeo(world, "copy", "--all", "--dest-authfile", str(world.authfile), "--dest-cert-dir",
+                    str(world.certs), f"oci:{layout}:v1", f"docker://{CLUSTER_IP}:5000/{repository}:v1")
     assert pushed.returncode == 0, pushed.stderr
     # As the registry holds them (skopeo compresses the layers on the way).
     response, body = api(world, "GET", f"/v2/{repository}/manifests/v1", {"Accept": ALL_TYPES})
@@ -277,7 +290,7 @@ def test_collection_keeps_every_platform_and_the_attestation_of_a_tagged_index(w
     for digest in [response.getheader("Docker-Content-Digest"), *children]:
         assert served(world, repository, digest), f"{digest} of the tagged {kind} index was collected"
     assert all(blob_path(world, d).exists() for d in blobs), "a blob of the tagged index was collected"
-    pulled = skopeo(world, "copy", "--all", "--src-authfile", str(world["authfile"]), "--src-cert-dir", str(world["certs"]),
+    pulled = skopeo(world, "copy", "--all", "--src-authfile", str(world.authfile), "--src-cert-dir", str(world.certs),
                     f"docker://{CLUSTER_IP}:5000/{repository}:v1", f"oci:{root / f'pulled-{kind}'}:v1")
     assert pulled.returncode == 0, pulled.stderr
 
@@ -286,7 +299,7 @@ def test_the_registry_steps_aside_only_once_the_jobs_own_server_serves_pulls(wor
     # Otherwise, for a moment, no pod of the Service would be Ready.
     collector = job(world, "order", gc_hook=False)
     collector.start(extra_env={**FAST_JOB, "REGISTRY_GC_GRACE_SECONDS": "3"}, wait=False)
-    context = ssl.create_default_context(cadata=world["registry"].ca_pem)
+    context = ssl.create_default_context(cadata=world.registry.ca_pem)
     serving = stepped_aside = None
     try:
         deadline = time.monotonic() + 60
@@ -294,7 +307,7 @@ def test_the_registry_steps_aside_only_once_the_jobs_own_server_serves_pulls(wor
             assert time.monotonic() < deadline, "the registry never stepped aside"
             if serving is None:
                 try:
-                    with socket.create_connection(("127.0.0.1", world["job_port"]), timeout=0.5) as sock:
+                    with socket.create_connection(("127.0.0.1", world.job_port), timeout=0.5) as sock:
                         context.wrap_socket(sock, server_hostname="127.0.0.1").close()
                     serving = time.monotonic()
                 except OSError:
@@ -303,7 +316,7 @@ def test_the_registry_steps_aside_only_once_the_jobs_own_server_serves_pulls(wor
                 stepped_aside = time.monotonic()
             time.sleep(0.05)
         assert serving is not None and serving < stepped_aside
-        assert collector.process.wait(120) == 0, (world["root"] / "order.log").read_text()[-3000:]
+        assert collector.process.wait(120) == 0, (world.root / "order.log").read_text()[-3000:]
     finally:
         collector.stop()
     wait_for_mode(world, "rw")
@@ -311,10 +324,10 @@ def test_the_registry_steps_aside_only_once_the_jobs_own_server_serves_pulls(wor
 
 def test_a_collection_on_a_registry_nothing_was_pushed_to_succeeds(world, tmp_path):
     # The first Sunday after `pulumi up`: garbage-collect itself fails on an empty store.
-    world["registry"].stop()
-    empty = Registry(world["source"], tmp_path).start(extra_env=FAST)
+    world.registry.stop()
+    empty = Registry(world.source, tmp_path).start(extra_env=FAST)
     try:
-        collector = Registry(world["source"], tmp_path, address="127.0.0.1", port=free_port(), pod=world["job_pod"], name="job")
+        collector = Registry(world.source, tmp_path, address="127.0.0.1", port=free_port(), pod=world.job_pod, name="job")
         collector.start(extra_env=FAST_JOB, wait=False)
         status = collector.process.wait(120)
         collector.stop()
@@ -322,13 +335,13 @@ def test_a_collection_on_a_registry_nothing_was_pushed_to_succeeds(world, tmp_pa
         assert status == 0 and "nothing was pushed yet" in log, log[-3000:]
     finally:
         empty.stop()
-        world["registry"].start(extra_env=FAST)
+        world.registry.start(extra_env=FAST)
     wait_for_mode(world, "rw")
 
 
 def test_a_distribution_2_image_collects_nothing_and_says_why(world):
     require_tools({"docker-registry": "docker-registry"})
-    write_image(world["root"] / "image-kept", "v1")
+    write_image(world.root / "image-kept", "v1")
     status, log = run_job(world, "two", binary="docker-registry")
     assert status != 0 and "distribution 2" in log and "nothing collected" in log, log[-2000:]
     assert mode(world) == "rw" and not (data(world) / ".maintenance" / "collecting").exists()
@@ -338,7 +351,7 @@ def test_a_second_collection_beside_a_running_one_leaves_it_and_the_registry_sta
     # `kubectl create job --from=cronjob/registry-gc` beside the scheduled one:
     # before, the first to finish turned the registry read-write under the other.
     something_pushed(world)
-    root = world["root"]
+    root = world.root
     first = job(world, "first")
     first.start(extra_env=FAST_JOB)
     try:
@@ -359,7 +372,7 @@ def test_a_second_collection_beside_a_running_one_leaves_it_and_the_registry_sta
 
 def test_a_flag_left_by_a_killed_job_is_taken_over_by_the_next_one(world):
     something_pushed(world)
-    root = world["root"]
+    root = world.root
     dead = job(world, "dead")
     dead.start(extra_env=FAST_JOB)
     try:
@@ -379,7 +392,7 @@ def test_a_flag_left_by_a_killed_job_is_taken_over_by_the_next_one(world):
 def test_a_collection_stops_without_deleting_once_the_registry_leaves_read_only(world):
     # The registry's pod stops mid-collection (gcSchedule turned off, a node
     # drain): it says so, and the sweep is killed before any pod could serve a push.
-    root = world["root"]
+    root = world.root
     write_image(root / "image-e", "v1", layers=2)
     assert push(world, root / "image-e", f"{CLUSTER_IP}:5000/gc/e:1").returncode == 0
     response, body = api(world, "GET", "/v2/gc/e/manifests/1", {"Accept": MANIFEST_TYPES})
@@ -388,7 +401,7 @@ def test_a_collection_stops_without_deleting_once_the_registry_leaves_read_only(
     api(world, "DELETE", f"/v2/gc/e/manifests/{response.getheader('Docker-Content-Digest')}")
     collector = job(world, "interrupted")
     collector.start(extra_env=FAST_JOB)
-    registry = world["registry"]
+    registry = world.registry
     try:
         wait_for_mode(world, "ro")
         wait_until_collecting(world, "interrupted")
@@ -415,7 +428,7 @@ def test_a_job_stopped_mid_sweep_stops_the_sweep_at_once_and_hands_back(world):
     # The sweep runs beside the script, so SIGTERM (the CronJob deleted when
     # gcSchedule is turned off, a drain) is not held until it finishes.
     something_pushed(world)
-    root = world["root"]
+    root = world.root
     collector = job(world, "termed")
     collector.start(extra_env=FAST_JOB)
     try:
@@ -434,7 +447,7 @@ def test_a_job_stopped_mid_sweep_stops_the_sweep_at_once_and_hands_back(world):
 def test_a_flag_whose_time_is_off_counts_by_the_registrys_own_clock(world):
     # A volume server whose clock runs an hour ahead (NFS): the flag looks fresh
     # for an hour by its time, but nobody renews it, so it goes stale by ours.
-    registry = world["registry"]
+    registry = world.registry
     registry.stop()
     flag = data(world) / ".maintenance" / "collecting"
     try:
@@ -456,8 +469,8 @@ def test_a_read_only_mode_left_by_an_earlier_pod_is_no_handshake(world):
     # The mode says "ro" from a pod that died; the job collects only once the
     # registry answers its own flag's token.
     something_pushed(world)
-    root = world["root"]
-    registry = world["registry"]
+    root = world.root
+    registry = world.registry
     registry.stop()
     (data(world) / ".maintenance" / "mode").write_text("ro 1\n")
     collector = job(world, "leftover")
@@ -481,14 +494,14 @@ def test_ready_means_the_registry_serves_read_write_on_its_port(world):
     from registry import maintenance
     from registry.pod import CONTAINER_PORT, DATA_DIR
 
-    probe = world["source"].deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
+    probe = world.source.deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
     assert probe["exec"]["command"][-1] == maintenance.readiness_command(DATA_DIR, CONTAINER_PORT)
     command = maintenance.readiness_command(str(data(world)), CONTAINER_PORT)
 
     def ready() -> bool:
         return subprocess.run(["sh", "-c", command]).returncode == 0
 
-    registry = world["registry"]
+    registry = world.registry
     assert ready()
     registry.stop()
     try:
@@ -505,8 +518,8 @@ def test_ready_means_the_registry_serves_read_write_on_its_port(world):
 def test_a_full_volume_is_collected_and_pushes_work_again(world, tmp_path):
     # Collection exists for a full disk: the handshake writes in place and
     # needs no free block.
-    source = world["source"]
-    world["registry"].stop()  # this one takes the Service's address
+    source = world.source
+    world.registry.stop()  # this one takes the Service's address
     registry = Registry(source, tmp_path)
     volume = registry.path("/var/lib/registry")
     volume.mkdir(parents=True)
@@ -515,11 +528,11 @@ def test_a_full_volume_is_collected_and_pushes_work_again(world, tmp_path):
         registry.start(extra_env=FAST)
         target = f"{CLUSTER_IP}:5000"
         auth = tmp_path / "auth.json"
-        token = base64.b64encode(f"admin:{world['password']}".encode()).decode()
+        token = base64.b64encode(f"admin:{world.password}".encode()).decode()
         auth.write_text(json.dumps({"auths": {target: {"auth": token}}}))
 
         def push_to(name: str):
-            return skopeo(world, "copy", "--dest-authfile", str(auth), "--dest-cert-dir", str(world["certs"]),
+            return skopeo(world, "copy", "--dest-authfile", str(auth), "--dest-cert-dir", str(world.certs),
                           f"oci:{tmp_path / name}:v1", f"docker://{target}/full/{name}:1")
 
         write_image(tmp_path / "big", "v1", layers=2, layer_bytes=2 * 1024 * 1024)
@@ -538,7 +551,7 @@ def test_a_full_volume_is_collected_and_pushes_work_again(world, tmp_path):
             return response
 
         manifest("DELETE", manifest("GET", "1").getheader("Docker-Content-Digest"))
-        collector = Registry(source, tmp_path, address="127.0.0.1", port=free_port(), pod=world["job_pod"], name="job")
+        collector = Registry(source, tmp_path, address="127.0.0.1", port=free_port(), pod=world.job_pod, name="job")
         collector.start(extra_env=FAST_JOB)
         status = collector.process.wait(120)
         collector.stop()
@@ -548,12 +561,12 @@ def test_a_full_volume_is_collected_and_pushes_work_again(world, tmp_path):
     finally:
         registry.stop()
         subprocess.run(["umount", str(volume)], check=False)
-        world["registry"].start(extra_env=FAST)
+        world.registry.start(extra_env=FAST)
 
 
 def test_the_cron_job_runs_beside_the_registry_pod_with_its_volume_and_config(world):
-    pod = world["job_pod"]
-    deployment_pod = world["source"].deployment["spec"]["template"]["spec"]
+    pod = world.job_pod
+    deployment_pod = world.source.deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     (registry,) = deployment_pod["containers"]
     assert container["image"] == registry["image"] and container["env"] == registry["env"]
@@ -561,8 +574,8 @@ def test_the_cron_job_runs_beside_the_registry_pod_with_its_volume_and_config(wo
     assert container["command"][:2] == ["/bin/sh", "-c"] and "garbage-collect --delete-untagged" in container["command"][2]
     term = pod["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
     assert term["topologyKey"] == "kubernetes.io/hostname"
-    assert term["labelSelector"]["matchLabels"] == world["source"].deployment["spec"]["selector"]["matchLabels"]
-    cron = world["run"].one("kubernetes:batch/v1:CronJob").inputs["spec"]
+    assert term["labelSelector"]["matchLabels"] == world.source.deployment["spec"]["selector"]["matchLabels"]
+    cron = world.run.one("kubernetes:batch/v1:CronJob").inputs["spec"]
     assert cron["schedule"] == "0 3 * * 0" and cron["concurrencyPolicy"] == "Forbid"
 
 

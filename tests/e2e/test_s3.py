@@ -1,7 +1,7 @@
 """Storage s3 with two replicas, against a real SeaweedFS cluster and the real registry.
 
 Two registry processes stand for the Deployment's two pods: started from the
-program's own Deployment and Secrets (tests/registry_server.py), each on an
+program's own Deployment and Secrets (tests/support/registry_server.py), each on an
 address of its own, sharing one bucket. Node A resolves the registry's name to
 the first, node B to the second, as the Service would send them to either.
 """

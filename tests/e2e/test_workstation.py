@@ -6,15 +6,26 @@ port, the first external endpoint.
 """
 
 import shlex
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
-from tests.support.nodes import NEEDED, make_factory, require_tools
+from tests.support.nodes import NEEDED, Node, make_factory, require_tools
 from tests.support.oci import write_image
 from tests.support.registry_server import REGISTRY_TOOL, PodSource, Registry
-from tests.support.stack import run_stack
+from tests.support.stack import StackRun, run_stack
 
 TOOLS = {**NEEDED, **REGISTRY_TOOL, "skopeo": "skopeo"}
+
+
+@dataclass
+class World:
+    """A workstation outside the cluster, the program's run, and an image to push."""
+
+    run: StackRun
+    workstation: Node
+    layout: Path  # an OCI layout with the image
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +46,7 @@ def world(tmp_path_factory):
         registry = Registry(PodSource.from_run(run), root / "registry", address=node.address, port=node_port).start()
         layout = root / "image"
         write_image(layout, "v1", layers=2)
-        yield {"run": run, "workstation": workstation, "layout": layout}
+        yield World(run=run, workstation=workstation, layout=layout)
     finally:
         if registry:
             registry.stop()
@@ -43,14 +54,14 @@ def world(tmp_path_factory):
 
 
 def push(world, endpoint: str):
-    return world["workstation"].inside(
-        "skopeo", "--command-timeout", "60s", "copy", f"oci:{world['layout']}:v1", f"docker://{endpoint}/team/app:1.0",
+    return world.workstation.inside(
+        "skopeo", "--command-timeout", "60s", "copy", f"oci:{world.layout}:v1", f"docker://{endpoint}/team/app:1.0",
         check=False, timeout=120,
     )
 
 
 def test_the_setup_makes_the_first_push_work_with_the_login_it_printed(world):
-    run, workstation = world["run"], world["workstation"]
+    run, workstation = world.run, world.workstation
     endpoint = run.outputs["externalEndpoints"][0]
     before = push(world, endpoint)
     assert before.returncode != 0 and "x509" in before.stderr, "an untouched workstation does not trust the registry"
@@ -72,7 +83,7 @@ def test_the_setup_makes_the_first_push_work_with_the_login_it_printed(world):
 
 
 def test_the_setup_refuses_to_run_without_root(world):
-    workstation = world["workstation"]
+    workstation = world.workstation
     result = workstation.inside("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sh",
-                                stdin=world["run"].outputs["workstationSetup"], check=False)
+                                stdin=world.run.outputs["workstationSetup"], check=False)
     assert result.returncode != 0 and "run it as root" in result.stderr

@@ -869,3 +869,38 @@ def test_a_hostname_change_goes_through_and_a_second_stack_on_the_same_port_is_r
     finally:
         destroy = first.destroy()
     assert destroy.code == 0, destroy.text
+
+
+# The last release before the restructuring of issue 18 (config table, one-phase
+# components, node program in parts, tests in layers): its stacks must show no change.
+RELEASE_BEFORE = "072710a"
+
+
+def test_a_stack_made_by_the_release_before_shows_no_change_under_this_one(engine, tmp_path):
+    """`pulumi up` with the previous release's program, then `pulumi preview
+    --expect-no-changes` with this one, on the same state: no URN moved, no input changed."""
+    release = tmp_path / "release"
+    release.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", RELEASE_BEFORE], capture_output=True, timeout=60)
+    assert archive.returncode == 0, f"this test needs the repository's history: {archive.stderr.decode()}"
+    subprocess.run(["tar", "-x", "-C", str(release)], input=archive.stdout, check=True)
+    engine.cluster.add_volume()
+    project = EngineProject(engine.bin_dir, engine.root / "upgrade", engine.cluster.kubeconfig, stack="upgrade")
+    project.create_stack()
+    Stack(project).configure(
+        serviceCidr=SERVICE_CIDR, namespace="registry-upgrade", nodePort=30520, pullSecretNamespaces=["registry-upgrade"],
+        users=["admin", "ci"], storageSize="1Gi", discovery=False, imagePullSecret=MIRROR_AUTH,
+        resources=KNOBS["resources"], tolerations=KNOBS["tolerations"],
+        sshPrivateKey=engine.factory.private_key,
+        nodes=[{"name": "n1", "host": "127.0.20.211"}, {"name": "n2", "host": "127.0.20.212"}],
+    )
+    before = project.run("up", code=release, runner="tests.engine.inline")
+    try:
+        assert before.code == 0, before.text
+        urns = set(resources_in_state(project))
+        preview = project.preview(expect_no_changes=True)
+        assert preview.code == 0 and preview.changes() == {}, preview.text
+        assert set(resources_in_state(project)) == urns
+    finally:
+        destroy = project.destroy()
+    assert destroy.code == 0, destroy.text

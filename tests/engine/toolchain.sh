@@ -10,8 +10,8 @@
 # pins are the go.mod/go.sum files under tests/engine/go/, so the folder's name
 # changes whenever a pin does, and a second run with the same pins takes
 # seconds. The cache lives outside the repository, in $REGISTRY_ENGINE_CACHE
-# (default ~/.cache/registry-engine). On 2 cores a first build takes about
-# 25 minutes (README, "How it is tested").
+# (default ~/.cache/registry-engine). CONTRIBUTING.md says how long a first
+# build takes.
 #
 # Some parts of the chain are not served by the module proxy this project's
 # machines reach; the build probes them and records the proxy's answer in

@@ -28,7 +28,7 @@ import pytest
 # Every top-level folder of this machine but the kernel's, /run (a tmpfs of the
 # node's own) and /tmp (where the nodes' own files live) is a copy-on-write
 # overlay in a node: whatever a node's script or a test writes, anywhere, stays
-# in the node (tests/test_nodes.py writes to /srv, /opt, /root and /home).
+# in the node (tests/node/test_nodes.py writes to /srv, /opt, /root and /home).
 NOT_OVERLAID = {"proc", "sys", "dev", "run", "tmp", "lost+found"}
 
 

@@ -44,11 +44,23 @@ def test_pulumi_yaml_comment_names_every_key_it_does_not_declare():
         assert ("secret" in line.split()[2:4]) == ROWS[name].secret, line
 
 
-def test_the_readme_config_table_has_a_row_per_key_and_marks_the_secret_ones():
-    readme = (ROOT / "README.md").read_text()
-    rows = dict(re.findall(r"^\| `(\w+)` \| ([^|]+) \|", readme.split("## Config", 1)[1].split("\n## ", 1)[0], re.M))
+def table_rows(text: str) -> dict[str, str]:
+    """key -> type, from the first Markdown table of `text` whose rows start with a `key`."""
+    return dict(re.findall(r"^\| `(\w+)` \| ([^|]+) \|", text, re.M))
+
+
+def test_the_configuration_doc_has_a_row_per_key_and_marks_the_secret_ones():
+    rows = table_rows((ROOT / "docs" / "configuration.md").read_text().split("## What is checked", 1)[0])
     assert set(rows) == KEYS
-    assert {name for name, kind in rows.items() if "secret" in kind} == set(k.name for k in TABLE if k.secret)
+    assert {name for name, kind in rows.items() if "secret" in kind} == {k.name for k in TABLE if k.secret}
+
+
+def test_the_readmes_short_table_names_only_keys_of_the_table_as_the_full_one_does():
+    readme = (ROOT / "README.md").read_text()
+    short = table_rows(readme.split("## Config", 1)[1].split("\n## ", 1)[0])
+    full = table_rows((ROOT / "docs" / "configuration.md").read_text())
+    assert short and set(short) <= KEYS
+    assert all(full[name] == kind for name, kind in short.items())
 
 
 def test_an_sdk_that_moved_its_config_internals_skips_the_unknown_key_check_with_a_warning(monkeypatch, capsys):

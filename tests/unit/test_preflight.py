@@ -1,7 +1,7 @@
 """The cluster is read before anything is created (registry/preflight.py).
 
-Under mocks, with a cluster of the test's making (tests/stack.py FakeCluster).
-The real API server's side is in tests/test_engine.py: a missing namespace, a
+Under mocks, with a cluster of the test's making (tests/support/stack.py FakeCluster).
+The real API server's side is in tests/engine/test_engine.py: a missing namespace, a
 namespace that is someone else's and an account that lists other pull secrets
 stop `pulumi up` with nothing created, and the program's own namespace passes
 on the second run.

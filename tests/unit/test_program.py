@@ -384,7 +384,7 @@ def test_components_register_no_inputs(three_node_run):
 
 
 def test_what_the_engine_replaces_frees_its_fixed_name_first(three_node_run):
-    """pulumi-kubernetes replaces a Service whose clusterIP changes (tests/test_engine.py sees
+    """pulumi-kubernetes replaces a Service whose clusterIP changes (tests/engine/test_engine.py sees
     it) and a Secret whose type or name changes. Their names are fixed, so the old object must
     be deleted before its replacement is created, or the create fails on the taken name."""
     replaced = [*three_node_run.of_type(SECRET), three_node_run.one("kubernetes:core/v1:Service")]

@@ -16,12 +16,12 @@ REPORTED: list[str] = []
 def toolchain_dir() -> Path:
     """The folder of built binaries; skips (outside CI) or fails (in CI) when it is not built.
 
-    Tests never build it themselves: on 2 cores that takes about 25 minutes.
+    Tests never build it themselves (CONTRIBUTING.md says how long that takes);
     `.ci/run` builds it before the suite runs.
     """
     folder = Path(subprocess.run([str(TOOLCHAIN), "--dir"], capture_output=True, text=True, check=True).stdout.strip())
     if not (folder / ".complete").exists():
-        message = f"the engine toolchain is not built in {folder}; run {TOOLCHAIN} (about 25 minutes on 2 cores)"
+        message = f"the engine toolchain is not built in {folder}; run {TOOLCHAIN} (CONTRIBUTING.md says how long it takes)"
         if os.environ.get("CI"):
             pytest.fail(message + " -- .ci/run must build it first", pytrace=False)
         pytest.skip(message)

@@ -139,11 +139,17 @@ class EngineProject:
 
     # ---- operations that run the program --------------------------------------
 
-    def run(self, operation: str, expect_no_changes: bool = False, timeout: float = 900) -> Operation:
-        args = [sys.executable, "-m", "tests.support.engine.inline", str(self.dir), self.stack, operation]
+    def run(
+        self, operation: str, expect_no_changes: bool = False, timeout: float = 900,
+        code: Path = ROOT, runner: str = "tests.support.engine.inline",
+    ) -> Operation:
+        """One operation, with the program of the checkout at `code` (another
+        release's, say, whose `runner` module may lie elsewhere)."""
+        args = [sys.executable, "-m", runner, str(self.dir), self.stack, operation]
         if expect_no_changes:
             args.append("--expect-no-changes")
-        result = subprocess.run(args, cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout)
+        env = {**self.env, "PYTHONPATH": str(code)}
+        result = subprocess.run(args, cwd=code, env=env, capture_output=True, text=True, timeout=timeout)
         if result.returncode != 0:
             raise AssertionError(f"{operation} did not run:\n{result.stdout}\n{result.stderr}")
         return Operation(**json.loads(result.stdout.strip().splitlines()[-1]))

@@ -1,0 +1,377 @@
+"""Checks of single config keys: names, quantities, schedules, and the shapes
+of the objects and lists (nodes, the bastion, S3, scheduling). Each is a
+validators.Check; registry/settings.py puts them in its table. Messages name
+the key, show the value and say what is accepted."""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.parse
+from typing import Any
+
+from .validators import (
+    INVALID,
+    Check,
+    Field,
+    Problems,
+    dns_label,
+    failed,
+    host_key,
+    hostname_problem,
+    is_ip,
+    json_list,
+    machine,
+    matches,
+    obj,
+    one_of,
+    refuse,
+    ssh_port,
+    ssh_user,
+    text,
+)
+
+RUNTIMES = ("auto", "docker", "containerd", "crio", "k3s")
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
+_NODE_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
+# S3's bucket naming rules, the part every S3 API enforces.
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_RESOURCE_NAMES = ("cpu", "memory", "ephemeral-storage")
+_CPU = re.compile(r"^([0-9]+(\.[0-9]+)?|[0-9]+m)$")
+# A label key: an optional DNS-subdomain prefix and a name of up to 63 characters.
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_LABEL_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+_TOLERATION_KEYS = {"key", "operator", "value", "effect", "tolerationSeconds"}
+_AFFINITY_KEYS = {"nodeAffinity", "podAffinity", "podAntiAffinity"}
+_CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,?-]+$")
+_CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+# Namespaces the cluster itself owns: the program creates its namespace and
+# deletes it on destroy, which these must never be.
+CLUSTER_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
+# Names every node's /etc/hosts already gives to the node itself.
+LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
+# The CA's common name is "<hostname> registry CA", and a common name holds at most 64 characters.
+MAX_HOSTNAME = 64 - len(" registry CA")
+
+
+# ---- checks of single keys --------------------------------------------------------
+
+
+def registry_hostname(value: Any, where: str, problems: Problems) -> Any:
+    problem = hostname_problem(value)
+    if not problem and (value in LOCAL_NAMES or value.endswith(".localhost")):
+        problem = "already names the node itself in every node's /etc/hosts"
+    if not problem and len(value) > MAX_HOSTNAME:
+        problem = (
+            f"is {len(value)} characters; at most {MAX_HOSTNAME} fit, so that "
+            "'<hostname> registry CA' fits the 64 characters of a certificate's common name"
+        )
+    if problem:
+        return refuse(problems, where, repr(value), f"{problem}; expected a lower-case DNS name such as image-registry")
+    return value
+
+
+def storage_class(value: Any, where: str, problems: Problems) -> Any:
+    problem = hostname_problem(value)
+    if problem:
+        return refuse(problems, where, repr(value), f"{problem}; expected the name of a StorageClass")
+    return value
+
+
+NAMESPACE_NAME = "is not a namespace name: lower-case letters, digits and '-', at most 63"
+
+
+def own_namespace(value: Any, where: str, problems: Problems) -> Any:
+    if not dns_label(value):
+        return refuse(problems, where, repr(value), NAMESPACE_NAME)
+    if value in CLUSTER_NAMESPACES:
+        return refuse(
+            problems,
+            where,
+            repr(value),
+            "is a namespace the cluster owns; the program creates its namespace "
+            "and deletes it on destroy, so name a new one, such as registry",
+        )
+    return value
+
+
+def quantity(value: Any, where: str, problems: Problems) -> Any:
+    found = _QUANTITY.match(value)
+    if not found or float(found.group().rstrip("KMGTPEik")) <= 0:
+        return refuse(problems, where, repr(value), "is not a positive Kubernetes quantity such as 10Gi or 500Mi")
+    return value
+
+
+def user(value: Any, where: str, problems: Problems) -> Any:
+    if not isinstance(value, str) or not value:
+        return refuse(problems, where, json.dumps(value), "must be a non-empty string")
+    if ":" in value or any(c.isspace() for c in value):
+        return refuse(
+            problems, where, repr(value), "must not contain ':' or whitespace (htpasswd uses ':' as separator)"
+        )
+    return value
+
+
+def namespace_name(value: Any, where: str, problems: Problems) -> Any:
+    return value if dns_label(value) else refuse(problems, where, json.dumps(value), NAMESPACE_NAME)
+
+
+def cron(raw: Any, where: str, problems: Problems) -> Any:
+    """A CronJob schedule: five fields or a macro; "" for none."""
+    value = str(raw).strip()
+    if value == "":
+        return None
+    fields = value.split()
+    if not (value in _CRON_MACROS or (len(fields) == 5 and all(_CRON_FIELD.match(f) for f in fields))):
+        return refuse(
+            problems,
+            where,
+            repr(raw),
+            'is not a cron schedule: five fields such as "0 3 * * 0", a macro such as @weekly, or "" for none',
+        )
+    return value
+
+
+def secret_reference(raw: Any, where: str, problems: Problems) -> Any:
+    """`<namespace>/<name>` of a Secret."""
+    namespace, _, name = raw.partition("/")
+    if not (dns_label(namespace) and hostname_problem(name) is None):
+        return refuse(
+            problems, where, repr(raw), "is not <namespace>/<name> of a Secret, such as cert-manager/registry-tls"
+        )
+    return namespace, name
+
+
+def docker_config(raw: Any, where: str, problems: Problems) -> Any:
+    """A .dockerconfigjson document; checked here, kept secret elsewhere (never shown)."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict) or not isinstance(value.get("auths"), dict) or not value["auths"]:
+        return refuse(
+            problems,
+            where,
+            "(secret, not shown)",
+            "must be a .dockerconfigjson document, "
+            '{"auths": {"<registry>": {"auth": "<base64 user:password>"}}}, '
+            "such as ~/.docker/config.json after a docker login",
+        )
+    return raw
+
+
+def whole(check: Check) -> Check:
+    """All or nothing: INVALID when `check` found any problem."""
+
+    def checked(raw: Any, where: str, problems: Problems) -> Any:
+        count = len(problems)
+        value = check(raw, where, problems)
+        return INVALID if len(problems) > count else value
+
+    return checked
+
+
+def resource_amounts(value: dict, where: str, problems: Problems) -> dict:
+    if not value or set(value) - {"requests", "limits"}:
+        refuse(problems, where, json.dumps(value), "must have requests and/or limits, and nothing else")
+    for part, amounts in value.items():
+        if part not in ("requests", "limits"):
+            continue
+        if not isinstance(amounts, dict) or set(amounts) - set(_RESOURCE_NAMES):
+            refuse(
+                problems, f"{where}.{part}", json.dumps(amounts), f"must be an object of {', '.join(_RESOURCE_NAMES)}"
+            )
+            continue
+        for name, amount in amounts.items():
+            pattern = _CPU if name == "cpu" else _QUANTITY
+            if not isinstance(amount, str) or not pattern.match(amount):
+                example = "500m or 2" if name == "cpu" else "512Mi"
+                refuse(
+                    problems,
+                    f"{where}.{part}.{name}",
+                    json.dumps(amount),
+                    f"is not a Kubernetes quantity such as {example} (give it as a string)",
+                )
+    return value
+
+
+def label_map(value: dict, where: str, problems: Problems) -> dict:
+    for label, wanted in value.items():
+        prefix, _, name = label.rpartition("/")
+        if not _LABEL_NAME.match(name) or (prefix and not _LABEL_PREFIX.match(prefix)):
+            refuse(
+                problems,
+                where,
+                json.dumps(label),
+                "has a key that is not a label key, such as kubernetes.io/hostname or disktype",
+            )
+        if not isinstance(wanted, str) or not _LABEL_VALUE.match(wanted):
+            refuse(
+                problems,
+                f"{where}.{label}",
+                json.dumps(wanted),
+                "is not a label value: up to 63 letters, digits, '-', '_' and '.', as a string",
+            )
+    return value
+
+
+def toleration(item: Any, where: str, problems: Problems) -> Any:
+    if not isinstance(item, dict) or not item or set(item) - _TOLERATION_KEYS:
+        return refuse(problems, where, json.dumps(item), f"must be an object of {', '.join(sorted(_TOLERATION_KEYS))}")
+    operator = item.get("operator", "Equal")
+    if operator not in ("Equal", "Exists"):
+        refuse(problems, f"{where}.operator", json.dumps(operator), "must be Equal or Exists")
+    if operator == "Exists" and item.get("value"):
+        refuse(problems, f"{where}.value", json.dumps(item["value"]), "must be empty with operator Exists")
+    if "key" not in item and operator != "Exists":
+        refuse(problems, where, json.dumps(item), "needs a key, or operator Exists to tolerate every taint")
+    for name in ("key", "value"):
+        if name in item and not isinstance(item[name], str):
+            refuse(problems, f"{where}.{name}", json.dumps(item[name]), "must be a string")
+    if item.get("effect", "") not in ("", "NoSchedule", "PreferNoSchedule", "NoExecute"):
+        refuse(
+            problems, f"{where}.effect", json.dumps(item["effect"]), "must be NoSchedule, PreferNoSchedule or NoExecute"
+        )
+    seconds = item.get("tolerationSeconds")
+    if seconds is not None and (
+        not isinstance(seconds, int) or isinstance(seconds, bool) or item.get("effect") != "NoExecute"
+    ):
+        refuse(
+            problems,
+            f"{where}.tolerationSeconds",
+            json.dumps(seconds),
+            "must be a whole number of seconds, with effect NoExecute",
+        )
+    return item
+
+
+def affinity_shape(value: dict, where: str, problems: Problems) -> Any:
+    if not value or set(value) - _AFFINITY_KEYS or not all(isinstance(v, dict) for v in value.values()):
+        return refuse(
+            problems,
+            where,
+            json.dumps(value),
+            f"must be an object of {', '.join(sorted(_AFFINITY_KEYS))}, each an object as in a pod spec",
+        )
+    return value
+
+
+def _node_host(value: Any, where: str, problems: Problems) -> Any:
+    if not isinstance(value, str) or not value:
+        return refuse(problems, where, json.dumps(value), NODE_HOST_REQUIRED)
+    if not is_ip(value) and hostname_problem(value.lower()):
+        return refuse(problems, where, repr(value), "is neither an IP address nor a DNS name")
+    return value
+
+
+def _bastion_host(value: Any, where: str, problems: Problems) -> Any:
+    if not isinstance(value, str) or not value or (not is_ip(value) and hostname_problem(value.lower())):
+        return refuse(problems, where, json.dumps(value), BASTION_HOST_REQUIRED)
+    return value
+
+
+NODE_NAME = "must be a name of letters, digits, '.', '_' or '-'"
+NODE_HOST_REQUIRED = "is required: the node's IP address or DNS name for SSH"
+BASTION_HOST_REQUIRED = "is required: the jump host's IP address or DNS name"
+
+# A node entry, as a dict of its fields. `user` stays "" when not given:
+# registry/settings.py gives it registry:sshUser.
+NODE_FIELDS = obj(
+    {
+        "name": Field(matches(_NODE_NAME.pattern, NODE_NAME, json.dumps), required=NODE_NAME),
+        "host": Field(_node_host, required=NODE_HOST_REQUIRED),
+        "port": Field(ssh_port, 22),
+        "user": Field(ssh_user, ""),
+        "runtime": Field(one_of(*RUNTIMES, show=json.dumps), "auto"),
+        "hostKey": Field(host_key, None),
+    },
+    dict,
+    not_object="must be an object {name, host, port?, user?, runtime?}",
+)
+
+
+def node_list(raw: Any, where: str, problems: Problems) -> Any:
+    """registry:nodes: every entry checked, names and machines unique."""
+    entries = json_list(text)(raw, where, problems)
+    if failed(entries):
+        return entries
+    nodes: list[dict] = []
+    names: set[str] = set()
+    hosts: set[str] = set()
+    for index, entry in enumerate(entries):
+        at = f"{where}[{index}]"
+        node = NODE_FIELDS(entry, at, problems)
+        if not isinstance(entry, dict):
+            continue
+        name, host = entry.get("name"), entry.get("host")
+        if isinstance(name, str) and _NODE_NAME.match(name) and name in names:
+            node = refuse(problems, f"{at}.name", repr(name), "is used by another node; node names must be unique")
+        if (
+            isinstance(host, str)
+            and host
+            and (is_ip(host) or not hostname_problem(host.lower()))
+            and machine(host) in hosts
+        ):
+            node = refuse(
+                problems,
+                f"{at}.host",
+                repr(host),
+                "is the same machine as another node's host; node hosts must be unique",
+            )
+        if isinstance(name, str):
+            names.add(name)
+        if isinstance(host, str) and host:
+            hosts.add(machine(host))
+        if not failed(node):
+            nodes.append(node)
+    return tuple(nodes)
+
+
+S3_SHAPE = "{bucket, endpoint, forcePathStyle, redirect, region, rootDirectory}"
+_BUCKET_NAME = "is required: a bucket name of 3-63 lower-case letters, digits, '.' and '-'"
+
+
+def _endpoint(value: Any, where: str, problems: Problems) -> Any:
+    try:
+        url = urllib.parse.urlsplit(value) if isinstance(value, str) else None
+    except ValueError:
+        url = None
+    if url is None or url.scheme not in ("http", "https") or not url.hostname:
+        return refuse(
+            problems,
+            where,
+            json.dumps(value),
+            "must be an http:// or https:// URL, such as https://minio.example.internal:9000",
+        )
+    return value
+
+
+def _flag(value: Any, where: str, problems: Problems) -> Any:
+    return value if isinstance(value, bool) else refuse(problems, where, json.dumps(value), "must be true or false")
+
+
+S3_FIELDS = obj(
+    {
+        "bucket": Field(matches(_BUCKET.pattern, _BUCKET_NAME, json.dumps), required=_BUCKET_NAME),
+        "endpoint": Field(_endpoint, None),
+        "region": Field(matches(r"\S+", "must be a region name such as us-east-1", json.dumps), "us-east-1"),
+        "rootDirectory": Field(
+            matches(r"/\S*", "must be a path starting with '/', such as /registry", json.dumps), None
+        ),
+        # Path style by default with an endpoint of the user's (MinIO, SeaweedFS...), not on AWS.
+        "forcePathStyle": Field(_flag, None),
+        "redirect": Field(_flag, False),
+    },
+    dict,
+)
+
+BASTION_FIELDS = obj(
+    {
+        "host": Field(_bastion_host, required=BASTION_HOST_REQUIRED),
+        "port": Field(ssh_port, 22),
+        "user": Field(ssh_user, ""),
+        "hostKey": Field(host_key, None),
+    },
+    dict,
+)
