@@ -38,7 +38,9 @@ def test_pulumi_yaml_declares_keys_of_the_table_with_its_defaults_and_descriptio
 def test_pulumi_yaml_comment_names_every_key_it_does_not_declare():
     comment = PROJECT_TEXT.split("\nconfig:", 1)[0]
     listed = set(re.findall(r"^#   (\w+) ", comment, re.M))
-    assert listed == KEYS - set(DECLARED)
+    undeclared = KEYS - set(DECLARED)
+    assert listed == undeclared, (f"Pulumi.yaml: declare or list in its comment {sorted(undeclared - listed)}; "
+                                  f"not keys of the table: {sorted(listed - undeclared)}")
     for name in listed:
         line = next(line for line in comment.splitlines() if line.startswith(f"#   {name} "))
         assert ("secret" in line.split()[2:4]) == ROWS[name].secret, line
@@ -51,7 +53,8 @@ def table_rows(text: str) -> dict[str, str]:
 
 def test_the_configuration_doc_has_a_row_per_key_and_marks_the_secret_ones():
     rows = table_rows((ROOT / "docs" / "configuration.md").read_text().split("## What is checked", 1)[0])
-    assert set(rows) == KEYS
+    assert set(rows) == KEYS, (f"docs/configuration.md: add rows for {sorted(KEYS - set(rows))}; "
+                               f"not keys of the table: {sorted(set(rows) - KEYS)}")
     assert {name for name, kind in rows.items() if "secret" in kind} == {k.name for k in TABLE if k.secret}
 
 
