@@ -99,6 +99,8 @@ def prepare_nodes(settings: Settings, ca_pem: pulumi.Input[str]) -> NodeSteps:
     """Every node trusts the CA bundle and resolves the name; with storage node
     the data folder is ready too. The pods roll out after what this returns."""
 
+    ssh = ssh_access(settings)
+
     def prepare(service: k8s.core.v1.Service) -> list[pulumi.Resource]:
         ready: list[pulumi.Resource] = []
         if settings.storage_node is not None and settings.storage_path is not None:
@@ -109,7 +111,7 @@ def prepare_nodes(settings: Settings, ca_pem: pulumi.Input[str]) -> NodeSteps:
                         node=settings.storage_node,
                         path=settings.storage_path,
                         keep=settings.keep_data,
-                        ssh=ssh_access(settings),
+                        ssh=ssh,
                     ),
                 ).command
             )
@@ -119,7 +121,7 @@ def prepare_nodes(settings: Settings, ca_pem: pulumi.Input[str]) -> NodeSteps:
                 nodes=settings.nodes,
                 hostname=settings.hostname,
                 port=settings.port,
-                ssh=ssh_access(settings),
+                ssh=ssh,
                 ca_cert_pem=ca_pem,
                 cluster_ip=service.spec.cluster_ip,
                 service=service,

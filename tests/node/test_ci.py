@@ -7,9 +7,7 @@ import signal
 import subprocess
 import time
 
-import pytest
-
-from tests.support.nodes import NEEDED, diff, make_factory, require_tools
+from tests.support.nodes import diff, require_tools
 from tests.support.stack import ROOT
 
 CI = (ROOT / ".ci" / "run").read_text()
@@ -44,14 +42,6 @@ if [ -x /usr/sbin/policy-rc.d ]; then /usr/sbin/policy-rc.d fake start; echo "po
 exit 0
 """
 BOOT = ("/etc/systemd/system", "/etc/rc2.d", "/var/lib/systemd/deb-systemd-helper-enabled", "/usr/sbin")
-
-
-@pytest.fixture(scope="module")
-def nodes():
-    require_tools(NEEDED)
-    factory = make_factory()
-    yield factory
-    factory.close()
 
 
 def guarded_node(nodes):

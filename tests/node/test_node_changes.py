@@ -26,7 +26,6 @@ from tests.support.trust import (
     failed,
     lifecycle,
     mappings,
-    node_factory,
     ok,
     program_run,
     run,
@@ -36,18 +35,6 @@ from tests.support.trust import (
 OTHER_STACK = "organization/registry/other"
 JAVA_KEYSTORE = "/etc/ssl/certs/java/cacerts"
 NO_DEBIAN_STORE = "rm -rf /usr/local/share/ca-certificates\n"
-
-
-@pytest.fixture(scope="module")
-def nodes():
-    factory = node_factory()
-    yield factory
-    factory.close()
-
-
-@pytest.fixture(scope="module")
-def program(nodes):
-    return program_run(nodes.private_key)
 
 
 @pytest.fixture(scope="module")

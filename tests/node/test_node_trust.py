@@ -24,23 +24,9 @@ from tests.support.trust import (
     failed,
     lifecycle,
     mappings,
-    node_factory,
     ok,
-    program_run,
     run,
 )
-
-
-@pytest.fixture(scope="module")
-def nodes():
-    factory = node_factory()
-    yield factory
-    factory.close()
-
-
-@pytest.fixture(scope="module")
-def program(nodes):
-    return program_run(nodes.private_key)
 
 # ---- the standard node ----------------------------------------------------------------
 

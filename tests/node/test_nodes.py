@@ -7,16 +7,6 @@ import os
 
 import pytest
 
-from tests.support.nodes import NEEDED, make_factory, require_tools
-
-
-@pytest.fixture(scope="module")
-def nodes():
-    require_tools(NEEDED)
-    factory = make_factory()
-    yield factory
-    factory.close()
-
 
 @pytest.mark.parametrize("folder", ["/srv", "/opt", "/root", "/home", "/etc", "/usr/local/bin", "/var/lib"])
 def test_a_write_in_a_node_stays_in_the_node(nodes, folder):
