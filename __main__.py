@@ -2,7 +2,7 @@
 
 import pulumi
 
-from registry.preflight import check_cluster, connect, user_certificate
+from registry.preflight import check_cluster, connect, user_certificate, with_node_addresses
 from registry.program import (
     deploy,
     material,
@@ -19,6 +19,7 @@ settings = load_settings()
 # Read the cluster before anything is created: every problem it shows stops the program here.
 cluster = connect(settings)
 check_cluster(settings, cluster)
+settings = with_node_addresses(settings, cluster)
 
 credentials = passwords(settings)
 # The user's certificate (registry:tlsCertificate or tlsSecret), or a CA and a certificate of our own.

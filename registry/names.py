@@ -21,6 +21,10 @@ IMAGE_PULL_SECRET = "registry-image-pull"
 DATA_CLAIM = "registry-data"
 # In each namespace of registry:pullSecretNamespaces.
 PULL_SECRET_NAME = "registry-pull-secret"
+# nodeTrust: cluster: the DaemonSet and everything of its namespace share this name.
+NODE_TRUST_NAME = "registry-node-trust"
+# On the DaemonSet: what finds the nodes' record (registry/cluster_trust.py).
+NODE_TRUST_RECORD_ANNOTATION = "registry.pulumi.com/node-record"
 # KEP-1755's discovery ConfigMap: its name and namespace are the KEP's.
 DISCOVERY_CONFIGMAP = "local-registry-hosting"
 DISCOVERY_NAMESPACE = "kube-public"
@@ -68,3 +72,8 @@ def owned_labels(hostname: str) -> dict[str, str]:
 def service_dns_names(namespace: str) -> list[str]:
     """The Service's names in cluster DNS, short first."""
     return [f"{SERVICE_NAME}.{namespace}.svc", f"{SERVICE_NAME}.{namespace}.svc.cluster.local"]
+
+
+def node_trust_namespace(namespace: str) -> str:
+    """nodeTrust: cluster: the DaemonSet's namespace, beside the registry's."""
+    return f"{namespace}-node-trust"

@@ -42,6 +42,10 @@ CREATE_STEPS = (
 )
 
 DEFAULT_STEP_TIMEOUT = 120
+# nodeTrust: cluster: the owner entry of the DaemonSet's runs (an SSH run's is the node's name).
+CLUSTER_ENTRY = "cluster"
+# The DaemonSet's side: it runs in the pod and hands the program to the host (registry/node/pod.sh).
+POD_SCRIPT = "# shellcheck disable=SC3043  # `local` is in dash and busybox ash\n" + (HERE / "pod.sh").read_text()
 
 # Runs the program that arrives on stdin. An empty stdin must fail, not succeed
 # doing nothing; the program is read whole first, so that no command in it can
@@ -138,3 +142,14 @@ def as_root(script: str, user: str) -> str:
     """`script` as one quoted word for /bin/sh, through `sudo -n` for a non-root user."""
     run = f"/bin/sh -c {shlex.quote(script)}"
     return run if user == "root" else f"sudo -n {run}"
+
+
+def daemon_files(params: NodeTrustParams, cluster_ip: str, ca_pem: str) -> dict[str, str]:
+    """What the DaemonSet's pods read (registry/node/pod.sh): the program, the
+    parameters of create and delete, and what runs the program from stdin."""
+    return {
+        "program": program(),
+        "create": create_script(params, cluster_ip, ca_pem),
+        "delete": delete_script(params),
+        "run": _RUN_STDIN,
+    }

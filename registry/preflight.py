@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import dataclasses
 import datetime
 import ipaddress
 import os
@@ -42,6 +43,7 @@ from .names import (
     SERVICE_NAME,
     STACK_LABEL,
     TLS_SECRET,
+    node_trust_namespace,
     owned_labels,
     stack_label_value,
 )
@@ -79,6 +81,10 @@ class ClusterView(Protocol):
 
     def node_names(self, label_selector: str = "") -> list[str]:
         """The names of the cluster's nodes (that match the selector)."""
+        ...
+
+    def node_addresses(self) -> list[str]:
+        """Each node's InternalIP, by node name."""
         ...
 
     def service_ranges(self) -> list[str] | None:
@@ -135,6 +141,7 @@ def cluster_problems(settings: Settings, cluster: ClusterView) -> tuple[list[str
     problems: list[str] = []
     warnings: list[str] = []
     problems += _registry_namespace(settings, cluster)
+    problems += _node_trust_namespace(settings, cluster)
     checks = (
         ("the pull-secret namespaces", _pull_secret_namespaces),
         ("the discovery ConfigMap", _discovery),
@@ -162,6 +169,34 @@ def _registry_namespace(settings: Settings, cluster: ClusterView) -> list[str]:
         "creates its own namespace and deletes it, with everything in it, on destroy; choose a name that does "
         "not exist yet"
     ]
+
+
+def _node_trust_namespace(settings: Settings, cluster: ClusterView) -> list[str]:
+    if settings.node_trust != "cluster":
+        return []
+    name = node_trust_namespace(settings.namespace)
+    existing = cluster.namespace_labels(name)
+    if existing is None or _ours(existing):
+        return []
+    return [
+        f"registry:nodeTrust is cluster, and the namespace its DaemonSet needs, {name!r}, already exists and is "
+        "not this stack's; the program creates it and deletes it on destroy: remove it, or choose another "
+        "registry:namespace"
+    ]
+
+
+def with_node_addresses(settings: Settings, cluster: ClusterView) -> Settings:
+    """nodeTrust cluster with no `nodes`: a workstation reaches the node port on the
+    cluster's nodes, by the InternalIP `kubectl get nodes -o wide` shows; they are
+    the external endpoints and in the server certificate."""
+    if settings.node_trust != "cluster" or settings.nodes:
+        return settings
+    try:
+        addresses = cluster.node_addresses()
+    except CannotRead as reason:
+        pulumi.log.warn(f"could not read the nodes' addresses ({reason}); no external endpoint")
+        return settings
+    return dataclasses.replace(settings, cluster_node_hosts=tuple(addresses))
 
 
 def _pull_secret_namespaces(settings: Settings, cluster: ClusterView) -> list[str]:
@@ -494,6 +529,13 @@ class KubernetesView:
     def node_names(self, label_selector: str = "") -> list[str]:
         found = self._read(self._core.list_node, label_selector=label_selector)
         return [item.metadata.name for item in found.items]
+
+    def node_addresses(self) -> list[str]:
+        found = self._read(self._core.list_node)
+        by_name = sorted((item.metadata.name, item.status.addresses or []) for item in found.items)
+        # The first InternalIP of each node (a dual-stack node has two).
+        firsts = (next((a.address for a in addresses if a.type == "InternalIP"), None) for _, addresses in by_name)
+        return [address for address in firsts if address]
 
     def service_ranges(self) -> list[str] | None:
         found = self._read(self._networking.list_service_cidr)

@@ -17,6 +17,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from .certificates import Certificates, CertificatesArgs
+from .cluster_trust import ClusterNodeTrust, ClusterNodeTrustArgs
 from .credentials import Credentials, CredentialsArgs
 from .discovery import Discovery, DiscoveryArgs
 from .names import service_dns_names
@@ -60,7 +61,7 @@ def own_certificates(settings: Settings) -> ServingCertificate:
         CertificatesArgs(
             hostname=settings.hostname,
             namespace=settings.namespace,
-            node_hosts=[node.host for node in settings.nodes],
+            node_hosts=settings.external_hosts,
             cluster_ip=settings.cluster_ip,
             ca_generation=settings.ca_generation,
             validity_days=settings.cert_validity_days,
@@ -99,6 +100,8 @@ def prepare_nodes(settings: Settings, ca_pem: pulumi.Input[str]) -> NodeSteps:
     """Every node trusts the CA bundle and resolves the name; with storage node
     the data folder is ready too. The pods roll out after what this returns."""
 
+    if settings.node_trust == "cluster":
+        return lambda service: [in_cluster(settings, ca_pem, service.spec.cluster_ip).daemon_set]
     ssh = ssh_access(settings)
 
     def prepare(service: k8s.core.v1.Service) -> list[pulumi.Resource]:
@@ -130,6 +133,27 @@ def prepare_nodes(settings: Settings, ca_pem: pulumi.Input[str]) -> NodeSteps:
         return ready + list(trust.commands.values())
 
     return prepare
+
+
+def in_cluster(settings: Settings, ca_pem: pulumi.Input[str], cluster_ip: pulumi.Input[str]) -> ClusterNodeTrust:
+    """nodeTrust cluster: a DaemonSet runs the node program on every node (with
+    storage node, the data folder's too), and gives each node back on destroy."""
+    storage = settings.storage_node
+    return ClusterNodeTrust(
+        "registry-node",
+        ClusterNodeTrustArgs(
+            hostname=settings.hostname,
+            port=settings.port,
+            namespace=settings.namespace,
+            image=settings.node_trust_image,
+            ca_cert_pem=ca_pem,
+            cluster_ip=cluster_ip,
+            storage_node=storage.name if storage else None,
+            storage_path=settings.storage_path,
+            keep_data=settings.keep_data,
+            image_pull_secret=settings.image_pull_secret,
+        ),
+    )
 
 
 def pod_config(settings: Settings) -> PodConfig:
@@ -202,7 +226,7 @@ def deploy(settings: Settings, material: Material, nodes: NodeSteps = lambda ser
 
 
 def login_command(settings: Settings) -> str:
-    target = settings.external_endpoints[0] if settings.nodes else settings.endpoint
+    target = settings.external_endpoints[0] if settings.external_endpoints else settings.endpoint
     return (
         f"pulumi stack output password --show-secrets | docker login {target} "
         f"--username {shlex.quote(settings.users[0])} --password-stdin"

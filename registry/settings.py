@@ -45,7 +45,7 @@ from .config_checks import (
     user,
     whole,
 )
-from .names import service_dns_names
+from .names import node_trust_namespace, service_dns_names
 from .validators import (
     Check,
     Problems,
@@ -73,6 +73,10 @@ CONFIG_NAMESPACE = "registry"
 # image carries (docker-library/official-images#21360); the tests build the
 # same version from the Go module proxy (tests/build_registry.sh).
 DEFAULT_IMAGE = "registry:3.1.1"
+# nodeTrust: cluster: the DaemonSet's image needs sh, chroot and curl, which
+# this one has (Alpine's busybox and curl), nothing else.
+DEFAULT_NODE_TRUST_IMAGE = "curlimages/curl:8.12.1"
+NODE_TRUST_MODES = ("ssh", "cluster")
 
 
 def distribution_major(image: str) -> int | None:
@@ -92,6 +96,7 @@ DEFAULT_STORAGE_PATH = "/var/lib/registry-data"
 STORAGE_PREFIXES = ("/var/lib/", "/srv/", "/data/", "/mnt/")
 _PATH = re.compile(r"^(/[A-Za-z0-9._+-]+)+$")
 MAX_REPLICAS = 20
+_NODE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 # The registry container's resources unless `resources` says otherwise.
 DEFAULT_RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
 MAX_CA_GENERATION = 1000
@@ -178,6 +183,9 @@ class Settings:
     storage_path: str | None = None
     # Whether destroy leaves the image data (storage node's folder) in place.
     keep_data: bool = False
+    # ssh: over SSH to each node of `nodes`; cluster: a DaemonSet on every node.
+    node_trust: str = "ssh"
+    node_trust_image: str = DEFAULT_NODE_TRUST_IMAGE
     ca_generation: int = 1
     # Cron schedule of garbage collection; None: no collection.
     gc_schedule: str | None = None
@@ -209,6 +217,8 @@ class Settings:
     # say), as (namespace, name): read and checked by registry/preflight.py.
     tls_secret: tuple[str, str] | None = None
     kube: KubeAccess = KubeAccess()
+    # nodeTrust cluster without `nodes`: the cluster's nodes' addresses (registry/preflight.py).
+    cluster_node_hosts: tuple[str, ...] = ()
 
     @property
     def endpoint(self) -> str:
@@ -220,8 +230,13 @@ class Settings:
         return [f"{name}:{self.port}" for name in service_dns_names(self.namespace)]
 
     @property
+    def external_hosts(self) -> list[str]:
+        """Where a workstation reaches the node port: the `nodes` entries, else the cluster's nodes."""
+        return [node.host for node in self.nodes] or list(self.cluster_node_hosts)
+
+    @property
     def external_endpoints(self) -> list[str]:
-        return [f"{url_host(node.host)}:{self.node_port}" for node in self.nodes]
+        return [f"{url_host(host)}:{self.node_port}" for host in self.external_hosts]
 
     def __repr__(self) -> str:  # never print the key, even by accident
         return f"Settings(hostname={self.hostname!r}, namespace={self.namespace!r}, nodes={len(self.nodes)})"
@@ -304,6 +319,18 @@ TABLE: tuple[Key, ...] = (
         "Default SSH user for nodes; a non-root user needs passwordless sudo.",
     ),
     Key("nodes", node_list, (), "Nodes to trust the registry: {name, host, port?, user?, runtime?, hostKey?}."),
+    Key(
+        "nodeTrust",
+        one_of(*NODE_TRUST_MODES),
+        "ssh",
+        "How nodes come to trust the registry: ssh (each of nodes) or cluster (a DaemonSet, every node, no SSH).",
+    ),
+    Key(
+        "nodeTrustImage",
+        matches(r"\S+", f"must be an image reference without spaces, such as {DEFAULT_NODE_TRUST_IMAGE}"),
+        DEFAULT_NODE_TRUST_IMAGE,
+        "With nodeTrust cluster: the DaemonSet's image, pinned (needs sh, chroot and curl).",
+    ),
     Key(
         "storage",
         one_of(*STORAGES),
@@ -463,7 +490,17 @@ def node_storage(c: Parsed) -> None:
         return
     names = [node.name for node in c["nodes"]]
     node = next((n for n in c["nodes"] if n.name == raw_node), None)
-    if raw_node is None or node is None:
+    if node is None and raw_node is not None and c["nodeTrust"] == "cluster":
+        # The DaemonSet reaches every node: any node of the cluster can keep the data.
+        if _NODE_NAME.match(raw_node):
+            node = Node(raw_node, raw_node, 22, c["sshUser"], "auto")
+        else:
+            c.problem(
+                f"registry:storageNode {raw_node!r} must be the name of a node of the cluster "
+                "(kubectl get nodes), a lower-case DNS name"
+            )
+            raw_node = ""
+    if raw_node is None or (node is None and raw_node != ""):
         c.problem(
             f"registry:storageNode {repr(raw_node) if raw_node else '(unset)'} must name the node entry "
             "(registry:nodes[].name, and the node's Kubernetes name) that keeps the data; "
@@ -576,6 +613,8 @@ def ssh_credentials(c: Parsed) -> None:
             "registry:sshAgent is true, but SSH_AUTH_SOCK is not set where pulumi runs; "
             "start an agent and add the key (eval $(ssh-agent); ssh-add), or give registry:sshPrivateKey"
         )
+    if c["nodeTrust"] == "cluster":
+        return
     if c["nodes"] and c["sshPrivateKey"] is None and not c["sshAgent"]:
         c.problem(
             f"registry:sshPrivateKey is not set, but registry:nodes lists {len(c['nodes'])} node(s); "
@@ -584,6 +623,36 @@ def ssh_credentials(c: Parsed) -> None:
         )
     if c.plain("sshKeyPassphrase") and c["sshPrivateKey"] is None:
         c.problem("registry:sshKeyPassphrase is set without registry:sshPrivateKey; give the key too")
+
+
+def node_trust(c: Parsed) -> None:
+    """nodeTrust cluster needs no SSH, and refuses what only SSH would use; ssh has no DaemonSet image."""
+    if c["nodeTrust"] == "ssh":
+        if c["nodeTrustImage"] != DEFAULT_NODE_TRUST_IMAGE:
+            c.problem(
+                f"registry:nodeTrustImage {c['nodeTrustImage']!r} is set, but registry:nodeTrust is ssh; "
+                "set registry:nodeTrust cluster to run the DaemonSet, or remove it"
+            )
+        return
+    given = {
+        "sshPrivateKey": c.plain("sshPrivateKey"),
+        "sshKeyPassphrase": c.plain("sshKeyPassphrase"),
+        "sshAgent": c["sshAgent"] or None,
+        "sshBastion": c["sshBastion"],
+    }
+    for key, value in given.items():
+        if value is not None:
+            c.problem(
+                f"registry:{key} is set, but registry:nodeTrust is cluster, which reaches the nodes without SSH; "
+                f"remove it (pulumi config rm registry:{key}), or set registry:nodeTrust ssh"
+            )
+    limit = 63 - len(node_trust_namespace(""))
+    if len(c["namespace"]) > limit:
+        c.problem(
+            f"registry:namespace {c['namespace']!r} is {len(c['namespace'])} characters; with registry:nodeTrust "
+            f"cluster it must be at most {limit}, as the DaemonSet's namespace {node_trust_namespace('<namespace>')!r} "
+            "must fit in 63"
+        )
 
 
 def secrets_only_where_used(c: Parsed) -> None:
@@ -603,6 +672,7 @@ RULES: tuple[Callable[[Parsed], None], ...] = (
     collection_needs_a_volume_and_distribution_3,
     one_certificate_source,
     ssh_credentials,
+    node_trust,
     secrets_only_where_used,
 )
 

@@ -67,7 +67,7 @@ class WorkloadArgs:
     prepare_nodes: Callable[[k8s.core.v1.Service], Sequence[pulumi.Resource]] = field(default=lambda service: [])
 
 
-def manifest(fragment: dict) -> Any:
+def manifest(fragment: dict | list) -> Any:
     """A part of a Kubernetes object as plain data, as the API documents it (the
     SDK's typed dicts add nothing here): tests/unit/test_manifests.py checks every one
     against the API's schema."""

@@ -2,6 +2,7 @@
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/registry-node-trust.XXXXXX") || die "cannot make a temporary directory"
 take_lock
+sweep_temps
 case $REG_ACTION in
   create) run_create ;;
   delete) run_delete ;;

@@ -21,6 +21,25 @@ owe() { mkdir -p "$STATE" && touch "$STATE/pending-$1" || die "cannot write $STA
 owed() { [ -e "$STATE/pending-$1" ]; }
 paid() { rm -f "$STATE/pending-$1"; }
 
+# A run killed between making a temporary file next to its target and renaming
+# it over the target leaves the temporary file behind; the next run, under the
+# lock, removes those it may have left: our names only, plain files only, in
+# the folders of what the manifest lists, of the hosts file and of the state.
+sweep_temps() {
+  local dir path
+  {
+    printf '%s\n' "$(dirname "$(hosts_file)")" /etc "$STATE_ROOT" "${STATE_ROOT%/*}"
+    if [ -f "$MANIFEST" ]; then
+      sed -n 's/^[a-z-]* //p' "$MANIFEST" | while IFS= read -r path; do printf '%s\n' "${path%/*}" "$path"; done
+    fi
+  } | sort -u | while IFS= read -r dir; do
+    [ -d "$dir" ] && [ ! -L "$dir" ] || continue
+    for path in "$dir"/.registry-node-trust.?????? "$dir"/.registry-node-trust-probe.*; do
+      if [ -f "$path" ] && [ ! -L "$path" ]; then rm -f -- "$path"; fi
+    done
+  done
+}
+
 backup_path() { printf '%s/backup/%s' "$STATE" "$(printf '%s' "$1" | tr / %)"; }
 
 # A writable directory is proven by writing to it, not by `test -w`: root

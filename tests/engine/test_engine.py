@@ -25,7 +25,7 @@ import os
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +37,12 @@ from tests.support.certs import key_pem, make_ca, make_leaf, pem
 from tests.support.constants import KNOBS, MIRROR_AUTH
 from tests.support.engine import toolchain_dir, unavailable
 from tests.support.engine.cluster import DEFAULT_CLASS, ControlPlane
-from tests.support.engine.program import MATERIAL
 from tests.support.engine.project import EngineProject
+from tests.support.engine.stack import Stack, material
 from tests.support.nodes import NEEDED, Node, NodeFactory, diff, make_factory, require_tools
 from tests.support.oci import write_image
 from tests.support.registry_server import REGISTRY_TOOL, PodSource, Registry
-from tests.support.stack import ROOT, ProviderState, StackRun, run_stack
+from tests.support.stack import ROOT, StackRun
 
 # The Service range the API server allocates from, on loopback so that the
 # simulated nodes reach the registry on the Service's address.
@@ -57,34 +57,6 @@ CUSTOM_RESOURCES = {
     "registry-namespace", "registry-tls", "registry-auth", "registry-data", "registry-deployment",
     "registry-service", "registry-pull-default", f"registry-pull-{NAMESPACE}", "registry-discovery-local-registry-hosting",
 }
-
-
-@dataclass
-class Stack:
-    """A stack of the project, its config, and the material that config makes."""
-
-    project: EngineProject
-    config: dict[str, Any] = field(default_factory=dict)
-    state: ProviderState = field(default_factory=ProviderState)
-    run: StackRun | None = None
-
-    def configure(self, **changes: Any) -> StackRun:
-        """Set `changes` (keys without `registry:`) in the stack, with the material that config makes.
-
-        The material comes from the program run under the mock layer with the
-        same config and the state of the previous runs, so that, as with
-        pulumi-tls and pulumi-random, only what a change touches is new.
-        """
-        self.config.update(changes)
-        run = run_stack(self.config, self.state)
-        assert run.error is None, run.error
-        for key, value in changes.items():
-            self.project.set(f"registry:{key}", value, secret=key in ("sshPrivateKey", "imagePullSecret"))
-        for key, (value, secret) in material(run, self.config["users"]).items():
-            # --raw: the bytes pulumi-tls would give, final newline included.
-            self.project.set(f"{MATERIAL}:{key}", value, secret=secret, raw=True)
-        self.run = run
-        return run
 
 
 @dataclass
@@ -114,19 +86,6 @@ class Engine:
 
     def configure(self, **changes: Any) -> StackRun:
         return self.stack.configure(**changes)
-
-
-def material(run: StackRun, users: list[str]) -> dict[str, tuple[Any, bool]]:
-    """What pulumi-tls and pulumi-random gave the program in `run`: key -> (value, secret)."""
-    password = "random:index/randomPassword:RandomPassword"
-    return {
-        "caCert": (run.one("tls:index/selfSignedCert:SelfSignedCert").outputs["certPem"], False),
-        "serverCert": (run.one("tls:index/locallySignedCert:LocallySignedCert").outputs["certPem"], False),
-        "serverKey": (run.one("tls:index/privateKey:PrivateKey", "registry-server-key").outputs["privateKeyPem"], True),
-        "httpSecret": (run.one(password, "registry-http-secret").outputs["result"], True),
-        "passwords": ({u: run.one(password, f"registry-{u}-password").outputs["result"] for u in users}, True),
-        "salts": ({u: run.one("random:index/randomId:RandomId", f"registry-{u}-salt").outputs["hex"] for u in users}, False),
-    }
 
 
 @pytest.fixture(scope="module")
@@ -621,20 +580,22 @@ def test_storage_s3_with_two_replicas_runs_two_pods_on_two_nodes_with_a_budget_a
     assert engine.api.find("/api/v1/namespaces/registry-s3") is None
 
 
-def test_the_readmes_first_run_sets_up_a_stack_with_the_real_cli_as_written(tmp_path):
-    """The README's first-run lines up to `pulumi install && pulumi up`, run as written by the
-    real CLI in a copy of the project, with HOME and a key of the test's own. (`up` itself needs
-    pulumi-language-python, which the module proxy does not serve: the rest of this file runs
-    the same program through the automation API.)"""
-    bin_dir = toolchain_dir()
+def readme_block(heading: str) -> list[str]:
+    """The command lines of the first sh block after `heading` in the README, comments cut."""
     readme = (ROOT / "README.md").read_text()
-    block = readme.split("## First run", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
-    lines = [line.split("  #", 1)[0].strip() for line in block.splitlines() if line.strip()]
-    assert len(lines) <= 10, "a first push in at most ten lines"
-    assert lines[0].startswith("git clone ") and lines[4] == "pulumi install && pulumi up"
+    block = readme.split(heading, 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    return [line.split("  #", 1)[0].strip() for line in block.splitlines() if line.strip()]
+
+
+def run_readme_lines(tmp_path: Path, lines: list[str]) -> tuple[Path, Path, dict]:
+    """`lines` (from the second, the login, on) as written, by the real CLI in a copy of the
+    project with HOME and a key of the test's own; returns the copy, the home and the
+    stack's config as `pulumi config --show-secrets --json` gives it."""
+    bin_dir = toolchain_dir()
     project = tmp_path / "registry"
     shutil.copytree(ROOT, project, ignore=shutil.ignore_patterns(".git", ".venv", "venv", "__pycache__", "Pulumi.*.yaml"))
-    shutil.copy(ROOT / "Pulumi.example.yaml", project)
+    for committed in ("Pulumi.example.yaml", "Pulumi.dev.yaml"):  # not the developer's own stacks
+        shutil.copy(ROOT / committed, project)
     home = tmp_path / "home"
     (home / ".ssh").mkdir(parents=True)
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(home / ".ssh" / "id_ed25519")], check=True)
@@ -642,18 +603,41 @@ def test_the_readmes_first_run_sets_up_a_stack_with_the_real_cli_as_written(tmp_
            "PULUMI_HOME": str(home / ".pulumi")}
     # `--local` is file://~, which the CLI resolves from the user database, not $HOME: this
     # machine's root. The test logs in to the same kind of backend in its own home instead.
-    assert lines[1].startswith("pulumi login --local && ")
-    steps = [lines[1].replace("pulumi login --local", f"pulumi login file://{home}", 1), *lines[2:4]]
+    assert lines[0].startswith("pulumi login --local && ")
+    steps = [lines[0].replace("pulumi login --local", f"pulumi login file://{home}", 1), *lines[1:]]
     script = "set -e\n" + "\n".join(steps) + "\npulumi config --show-secrets --json\n"
     result = subprocess.run(["bash", "-c", script], cwd=project, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     config = {k.split(":", 1)[1]: v["value"] for k, v in json.loads(result.stdout[result.stdout.index("{"):]).items()
               if k.startswith("registry:")}
+    return project, home, config
+
+
+def test_the_readmes_first_run_without_ssh_is_six_commands_and_sets_up_the_dev_stack_with_the_real_cli(tmp_path):
+    """Up to `pulumi up`, as written: the committed Pulumi.dev.yaml makes a stack that needs no
+    SSH, no node list and no key. (`up` itself needs pulumi-language-python, which the module
+    proxy does not serve; tests/engine/test_cluster_trust.py runs this config's `up`.)"""
+    lines = readme_block("## First run")
+    assert len(lines) <= 6, "from a clean clone to a push in at most six commands"
+    assert lines[0].startswith("git clone ") and lines[2] == "pulumi stack select --create dev && pulumi install && pulumi up"
+    assert not any("ssh" in line.lower() for line in lines)
+    _, home, config = run_readme_lines(tmp_path, [lines[1], "pulumi stack select --create dev"])
+    assert config == {"nodeTrust": "cluster"}
+    settings = parse_settings({k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}.get, {})
+    assert settings.node_trust == "cluster" and settings.nodes == () and settings.ssh_private_key is None
+    assert list((home / ".pulumi" / "stacks").rglob("dev.json")), "the stack's state in the file backend"
+
+
+def test_the_readmes_ssh_run_sets_up_a_stack_with_the_real_cli_as_written(tmp_path):
+    lines = readme_block("### Over SSH instead")
+    assert len(lines) <= 10, "a first push in at most ten lines"
+    assert lines[0].startswith("git clone ") and lines[4] == "pulumi install && pulumi up"
+    project, home, config = run_readme_lines(tmp_path, lines[1:4])
     assert config["sshPrivateKey"].strip() == (home / ".ssh" / "id_ed25519").read_text().strip()
     settings = parse_settings({k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}.get, {"sshPrivateKey": "key"})
+    assert settings.node_trust == "ssh"
     assert [n.name for n in settings.nodes] == ["control-plane", "worker-1", "worker-2"]
-    assert list((home / ".pulumi" / "stacks").rglob("dev.json")), "the stack's state in the file backend"
-    stack_file = (project / "Pulumi.dev.yaml").read_text()
+    stack_file = (project / "Pulumi.ops.yaml").read_text()
     assert "encryptionsalt:" in stack_file and "secure:" in stack_file, "the key is stored encrypted"
     assert "BEGIN OPENSSH" not in stack_file and "BEGIN OPENSSH" not in "".join(
         p.read_text() for p in (home / ".pulumi" / "stacks").rglob("*.json"))

@@ -22,7 +22,7 @@ from pathlib import Path
 import boto3
 from botocore.config import Config
 
-from tests.support.engine.cluster import free_port
+from tests.support.engine.cluster import free_ports
 
 HOST = "127.0.0.1"
 
@@ -50,11 +50,12 @@ class SeaweedFS:
         self.access_key = access_key
         self.secret_key = secret_key
         self.processes: dict[str, subprocess.Popen] = {}
-        self.master = (free_port(), free_port())
-        self.volumes = [(free_port(), free_port()) for _ in range(2)]
+        ports = free_ports(8)
+        self.master = (ports[0], ports[1])
+        self.volumes = [(ports[2], ports[3]), (ports[4], ports[5])]
         # The filer's own S3 gateway dials the filer's gRPC at its HTTP port + 10000.
         self.filer = _port_and_plus_10000()
-        self.s3_port, self.s3_grpc = free_port(), free_port()
+        self.s3_port, self.s3_grpc = ports[6], ports[7]
 
     @property
     def endpoint(self) -> str:

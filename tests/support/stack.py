@@ -53,6 +53,9 @@ class Registration:
     dependencies: list[str]
     delete_before_replace: bool
     outputs: dict
+    # Resource options the engine acts on.
+    delete_timeout: str = ""
+    replace_on_changes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -362,6 +365,8 @@ class RecordingMonitor(sdk.MockMonitor):
                 dependencies=list(request.dependencies),
                 delete_before_replace=bool(request.deleteBeforeReplace),
                 outputs=self.resources[urn].state,
+                delete_timeout=request.customTimeouts.delete,
+                replace_on_changes=list(request.replaceOnChanges),
             )
         )
         return response
@@ -407,6 +412,8 @@ class FakeCluster:
     # node name -> its kubernetes.io/hostname; None: whichever node is asked for exists
     nodes: dict[str, str] | None = None
     unreadable: bool = False
+    # Each node's InternalIP, by node name.
+    addresses: list[str] = field(default_factory=list)
 
     def _read(self) -> None:
         if self.unreadable:
@@ -431,6 +438,10 @@ class FakeCluster:
     def service_ranges(self) -> list[str] | None:
         self._read()
         return self.ranges
+
+    def node_addresses(self) -> list[str]:
+        self._read()
+        return list(self.addresses)
 
     def node_names(self, label_selector: str = "") -> list[str]:
         self._read()
@@ -459,7 +470,8 @@ def run_stack(
     state = state if state is not None else ProviderState()
     # By default a cluster that fits: the registry's namespace is yet to be made, the others exist.
     if cluster is None:
-        cluster = FakeCluster(missing={config.get("namespace", "registry")}, ranges=[config.get("serviceCidr", "10.96.0.0/12")])
+        namespace = config.get("namespace", "registry")
+        cluster = FakeCluster(missing={namespace, f"{namespace}-node-trust"}, ranges=[config.get("serviceCidr", "10.96.0.0/12")])
     real_connect, preflight.connect = preflight.connect, lambda settings: cluster
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)

@@ -7,6 +7,7 @@ import pytest
 
 from registry.node_script import (
     CREATE_STEPS,
+    POD_SCRIPT,
     STATE_FORMAT,
     NodeTrustParams,
     create_script,
@@ -57,6 +58,8 @@ def test_the_program_and_the_command_lines_are_shellcheck_clean_posix_sh(tmp_pat
         "program": program(),
         "create": create_script(PARAMS, "10.96.0.50", PEM),
         "delete": delete_script(PARAMS),
+        # nodeTrust cluster: the DaemonSet's side.
+        "pod": POD_SCRIPT,
     }
     for name, text in texts.items():
         path = tmp_path / f"{name}.sh"

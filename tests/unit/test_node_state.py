@@ -140,3 +140,22 @@ def test_the_same_name_on_another_port_is_refused(parts):
     parts.ok("CA_SUM=abc; set_owner add", REG_PORT="5001", REG_STACK="org/other/prod")
     result = parts.run("CA_SUM=abc; check_owners")
     assert result.returncode != 0 and "already names the registry on port 5001 of stack org/other/prod" in result.stderr
+
+
+def test_a_temporary_file_left_by_a_killed_run_is_removed_by_the_next_and_nothing_else(parts, tmp_path):
+    listed, other = tmp_path / "certs.d", tmp_path / "elsewhere"
+    listed.mkdir()
+    other.mkdir()
+    stray = listed / ".registry-node-trust.Dqkj7I"  # mktemp's name: killed before its rename
+    stray.write_text("half a certificate")
+    probe = listed / ".registry-node-trust-probe.4242"
+    probe.write_text("")
+    link = listed / ".registry-node-trust.AbCdEf"
+    link.symlink_to(tmp_path / "target-of-a-link")
+    users = [listed / ".registry-node-trust.kept-by-me", listed / "ca.crt", other / ".registry-node-trust.Xy12Zw"]
+    for path in users:
+        path.write_text("the user's")
+    parts.ok(f'record "file {listed / "ca.crt"}"; hosts_file() {{ printf /nonexistent/hosts; }}; sweep_temps')
+    assert not stray.exists() and not probe.exists()
+    assert link.is_symlink(), "a link is never followed nor removed"
+    assert all(path.read_text() == "the user's" for path in users), "only our names, only where we write"

@@ -42,7 +42,7 @@ def test_pulumi_yaml_declares_the_same_defaults_the_code_applies():
         "certValidityDays": code.cert_validity_days, "sshUser": code.ssh_user,
         "storage": code.storage, "replicas": code.replicas,
         "caGeneration": code.ca_generation, "gcSchedule": code.gc_schedule, "metrics": code.metrics,
-        "discovery": code.discovery,
+        "discovery": code.discovery, "nodeTrust": code.node_trust, "nodeTrustImage": code.node_trust_image,
     }
     assert {k: v["default"] for k, v in declared.items()} == expected
     for key, spec in declared.items():
@@ -54,13 +54,21 @@ def test_pulumi_yaml_declares_the_same_defaults_the_code_applies():
         "kubernetes:enableSecretMutable": True, "kubernetes:enableServerSideApply": False}
 
 
-def test_example_stack_is_a_valid_three_node_config_that_no_stack_picks_up_by_itself():
+def test_example_stack_is_a_valid_three_node_ssh_config():
     stack = yaml.safe_load((ROOT / "Pulumi.example.yaml").read_text())["config"]
     values = {k.split(":", 1)[1]: v for k, v in stack.items()}
     s = settings_from(values)
     assert len(s.nodes) == 3 and s.cluster_ip is None and s.pull_secret_namespaces == ("default",)
     assert "sshPrivateKey" not in values, "the example must hold no secret"
-    assert not list(ROOT.glob("Pulumi.dev.yaml")), "a stack named dev starts from its own file, not the example's"
+
+
+def test_the_dev_stack_is_committed_needs_no_ssh_and_holds_no_secret():
+    stack = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    assert set(stack) == {"config"}, "no encryptionsalt: pulumi stack select --create dev adds its own"
+    values = {k.split(":", 1)[1]: v for k, v in stack["config"].items()}
+    s = settings_from(values, key=None)
+    assert s.node_trust == "cluster" and s.nodes == () and s.ssh_private_key is None
+    assert s.cluster_ip is None and s.storage == "pvc", "nothing that fits one cluster only"
 
 
 def test_node_defaults_come_from_ssh_user():

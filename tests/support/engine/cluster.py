@@ -99,10 +99,17 @@ class KubeApi:
         return self.get(path)["items"]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
+def free_ports(count: int) -> list[int]:
+    """`count` different ports free now: each socket stays bound until all are
+    chosen, or the kernel may hand out one port twice."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind((LOOPBACK, 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def _pem(cert: x509.Certificate) -> bytes:
@@ -163,11 +170,17 @@ def kubeconfig_text(server: str, ca_pem: bytes, token: str) -> str:
 class ControlPlane:
     """etcd, API server, controller manager, scheduler and kwok, started and stopped together."""
 
-    def __init__(self, bin_dir: Path, root: Path, service_cidr: str, node_names: tuple[str, ...] = ("node-1", "node-2")):
+    def __init__(
+        self, bin_dir: Path, root: Path, service_cidr: str, node_names: tuple[str, ...] = ("node-1", "node-2"),
+        node_grace: str | None = None,
+    ):
+        """`node_grace`: how long a node may go without a heartbeat before the node
+        controller marks it NotReady (kube-controller-manager's default otherwise)."""
         self.bin = bin_dir
         self.root = root
         self.service_cidr = service_cidr
         self.node_names = node_names
+        self.node_grace = node_grace
         self.processes: list[tuple[str, subprocess.Popen]] = []
         self.kubeconfig = root / "kubeconfig"
         self.token = secrets.token_hex(16)
@@ -203,7 +216,7 @@ class ControlPlane:
             path.write_bytes(content)
             path.chmod(0o600)
 
-        etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
+        etcd_port, peer_port, api_port = free_ports(3)
         etcd_url, peer_url = f"http://{LOOPBACK}:{etcd_port}", f"http://{LOOPBACK}:{peer_port}"
         self._spawn("etcd", [
             "--name=test", f"--data-dir={self.root / 'etcd'}",
@@ -243,6 +256,7 @@ class ControlPlane:
             f"--root-ca-file={self.root / 'ca.crt'}",
             f"--service-cluster-ip-range={self.service_cidr}",
             "--use-service-account-credentials=false",
+            *([f"--node-monitor-grace-period={self.node_grace}"] if self.node_grace else []),
         ])
         self._spawn("kube-scheduler", [f"--kubeconfig={self.kubeconfig}", "--leader-elect=false", "--secure-port=0"])
         self._spawn("kwok", [

@@ -7,7 +7,7 @@ resources cannot be registered. Instead, the test makes the CA, the server
 certificate and key, and the passwords with real cryptography and gives them
 to the stack as secret config in the `material` namespace; the htpasswd is
 made from them by the program's own code (registry.credentials). There are no
-node commands. The settings, the checks, the choice of certificate, the
+node commands over SSH; nodeTrust cluster, which needs none, runs as it is. The settings, the checks, the choice of certificate, the
 components and the outputs are the program's own, through registry.program.
 """
 
@@ -16,8 +16,8 @@ from __future__ import annotations
 import pulumi
 
 from registry.credentials import htpasswd_file
-from registry.preflight import check_cluster, connect, user_certificate
-from registry.program import Material, deploy, serving_certificate, stack_outputs
+from registry.preflight import check_cluster, connect, user_certificate, with_node_addresses
+from registry.program import Material, deploy, prepare_nodes, serving_certificate, stack_outputs
 from registry.settings import load_settings
 from registry.workload import ServingCertificate
 
@@ -28,6 +28,7 @@ def main() -> None:
     settings = load_settings()
     cluster = connect(settings)
     check_cluster(settings, cluster)
+    settings = with_node_addresses(settings, cluster)
     config = pulumi.Config(MATERIAL)
     passwords = config.require_secret_object("passwords")
     salts = config.require_object("salts")
@@ -43,6 +44,8 @@ def main() -> None:
         http_secret=config.require_secret("httpSecret"),
         passwords={user: passwords.apply(lambda p, user=user: p[user]) for user in users},
     )
-    registry = deploy(settings, served)
+    # nodeTrust cluster is all Kubernetes objects, so it runs here as in __main__.py.
+    nodes = prepare_nodes(settings, served.certificate.ca_pem) if settings.node_trust == "cluster" else None
+    registry = deploy(settings, served, nodes) if nodes else deploy(settings, served)
     for name, value in stack_outputs(settings, served, registry).items():
         pulumi.export(name, value)

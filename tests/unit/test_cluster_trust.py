@@ -1,0 +1,218 @@
+"""nodeTrust cluster under mocks: the config it takes and refuses, and the objects it makes.
+
+The engine layer (tests/engine/test_cluster_trust.py) runs the same objects
+through the real engine and API server, with the pods' command on simulated
+nodes; this layer pins their shape, in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from registry.cluster_trust import ACCOUNT_DIR, CAPABILITIES, DELETE_TIMEOUT_SECONDS, GRACE_SECONDS, files_name
+from registry.names import NODE_TRUST_NAME, NODE_TRUST_RECORD_ANNOTATION
+from registry.node_script import CLUSTER_ENTRY, program
+from registry.settings import DEFAULT_NODE_TRUST_IMAGE, SettingsError, parse_settings
+from tests.support.stack import FakeCluster, run_stack
+
+DAEMON_SET = "kubernetes:apps/v1:DaemonSet"
+CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
+TRUST_NS = "registry-node-trust"
+CLUSTER = {"nodeTrust": "cluster", "users": ["admin"]}
+
+
+def problems(values: dict) -> str:
+    raw = {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
+    with pytest.raises(SettingsError) as error:
+        parse_settings(raw.get, environ={"SSH_AUTH_SOCK": "/tmp/agent"})
+    return str(error.value)
+
+
+def settings(values: dict):
+    raw = {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
+    return parse_settings(raw.get, environ={})
+
+
+def daemon_set(run) -> dict:
+    return run.one(DAEMON_SET).inputs
+
+
+def pod(run) -> dict:
+    return daemon_set(run)["spec"]["template"]["spec"]
+
+
+def files(run) -> dict:
+    return next(r for r in run.of_type(CONFIG_MAP) if r.name == "registry-node-files").inputs
+
+
+# ---- config ----------------------------------------------------------------------------
+
+
+def test_cluster_needs_no_ssh_key_and_no_node_list():
+    assert settings({"nodeTrust": "cluster"}).node_trust == "cluster"
+    # Nodes may still be listed, for the external endpoints; no key is asked for.
+    listed = settings({"nodeTrust": "cluster", "nodes": [{"name": "n1", "host": "10.0.0.5"}]})
+    assert listed.external_endpoints == ["10.0.0.5:30500"]
+
+
+def test_an_unknown_node_trust_is_refused_naming_the_accepted_values():
+    assert "registry:nodeTrust 'daemonset' must be one of ssh, cluster" in problems({"nodeTrust": "daemonset"})
+
+
+@pytest.mark.parametrize("key, value", [
+    ("sshPrivateKey", "-----BEGIN OPENSSH PRIVATE KEY-----"),
+    ("sshAgent", "true"),
+    ("sshBastion", {"host": "10.0.0.1"}),
+])
+def test_ssh_settings_with_cluster_are_refused_as_unused(key, value):
+    text = problems({**CLUSTER, key: value})
+    assert f"registry:{key} is set, but registry:nodeTrust is cluster" in text
+    assert f"pulumi config rm registry:{key}" in text
+
+
+def test_a_node_trust_image_with_ssh_is_refused():
+    assert "registry:nodeTrustImage 'my/curl:1' is set, but registry:nodeTrust is ssh" in problems(
+        {"nodeTrustImage": "my/curl:1"}
+    )
+
+
+def test_with_cluster_the_storage_node_is_any_node_of_the_cluster_and_must_be_a_node_name():
+    chosen = settings({"nodeTrust": "cluster", "storage": "node", "storageNode": "worker-3"})
+    assert chosen.storage_node is not None and chosen.storage_node.name == "worker-3"
+    assert "registry:storageNode 'Worker_3' must be the name of a node of the cluster" in problems(
+        {**CLUSTER, "storage": "node", "storageNode": "Worker_3"}
+    )
+
+
+def test_with_cluster_a_namespace_too_long_for_the_daemon_sets_is_refused():
+    assert "with registry:nodeTrust cluster it must be at most 52" in problems({**CLUSTER, "namespace": "n" * 53})
+
+
+# ---- the objects -------------------------------------------------------------------------
+
+
+def test_cluster_makes_no_ssh_command_and_the_registry_pods_wait_for_the_daemon_set():
+    run = run_stack(CLUSTER)
+    assert run.error is None, run.error
+    assert run.of_type("command:remote:Command") == []
+    deployment = run.one("kubernetes:apps/v1:Deployment")
+    assert run.one(DAEMON_SET).urn in deployment.dependencies
+
+
+def test_the_daemon_set_runs_in_a_privileged_namespace_of_its_own_and_the_registrys_stays_as_it_was():
+    run = run_stack(CLUSTER)
+    namespaces = {r.inputs["metadata"]["name"]: r.inputs["metadata"]["labels"] for r in run.of_type("kubernetes:core/v1:Namespace")}
+    assert namespaces[TRUST_NS]["pod-security.kubernetes.io/enforce"] == "privileged"
+    assert not any(k.startswith("pod-security") for k in namespaces["registry"])
+    assert daemon_set(run)["metadata"]["namespace"] == TRUST_NS
+
+
+def test_the_pods_tolerate_every_taint_and_run_as_root_with_four_capabilities_not_privileged():
+    spec = pod(run_stack(CLUSTER))
+    assert spec["tolerations"] == [{"operator": "Exists"}]
+    for container in (*spec["initContainers"], *spec["containers"]):
+        security = container["securityContext"]
+        assert security["privileged"] is False and security["allowPrivilegeEscalation"] is False
+        assert security["runAsUser"] == 0 and security["readOnlyRootFilesystem"] is True
+        assert security["capabilities"] == {"drop": ["ALL"], "add": list(CAPABILITIES)}
+        assert container["image"] == DEFAULT_NODE_TRUST_IMAGE
+    assert {"name": "host", "hostPath": {"path": "/", "type": "Directory"}} in spec["volumes"]
+    assert spec["terminationGracePeriodSeconds"] == GRACE_SECONDS
+    assert "imagePullSecrets" not in spec
+
+
+def test_the_pods_may_read_their_own_daemon_set_and_list_pods_and_make_events_in_their_namespace_only():
+    run = run_stack(CLUSTER)
+    role = run.one("kubernetes:rbac.authorization.k8s.io/v1:Role").inputs
+    assert role["rules"] == [
+        {"apiGroups": ["apps"], "resources": ["daemonsets"], "resourceNames": [NODE_TRUST_NAME], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+    ]
+    assert role["metadata"]["namespace"] == TRUST_NS, "a Role, in the DaemonSet's namespace alone"
+    binding = run.one("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding").inputs
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": NODE_TRUST_NAME, "namespace": TRUST_NS}]
+    assert pod(run)["serviceAccountName"] == NODE_TRUST_NAME
+
+
+def test_the_pods_run_the_same_program_as_ssh_with_the_stack_and_cluster_as_owner():
+    run = run_stack(CLUSTER)
+    cm = files(run)
+    data = cm["data"]
+    assert data["program"] == program()
+    assert "REG_ACTION=create" in data["create"] and "REG_ACTION=delete" in data["delete"]
+    assert f"REG_ENTRY={CLUSTER_ENTRY}" in data["create"] and "REG_STACK=organization/registry/test" in data["create"]
+    assert "REG_IP=10.96.0.42" in data["create"]
+    assert cm["immutable"] is True and cm["metadata"]["name"] == files_name(data)
+    assert pod(run)["volumes"][1]["configMap"]["name"] == cm["metadata"]["name"]
+
+
+def test_a_ca_rotation_rolls_the_pods_with_new_files_and_keeps_the_daemon_set():
+    first = run_stack(CLUSTER)
+    second = run_stack({**CLUSTER, "caGeneration": 2})
+    assert files(first)["metadata"]["name"] != files(second)["metadata"]["name"]
+    before, after = daemon_set(first), daemon_set(second)
+    assert before["metadata"]["annotations"] == after["metadata"]["annotations"]
+
+
+def test_a_new_hostname_replaces_the_daemon_set_so_the_old_pods_give_the_old_name_back_first():
+    ds = run_stack({**CLUSTER, "hostname": "registry.internal"}).one(DAEMON_SET)
+    assert ds.inputs["metadata"]["annotations"][NODE_TRUST_RECORD_ANNOTATION].split()[1] == "registry.internal:5000"
+    assert ds.delete_before_replace
+
+
+def test_an_image_pull_secret_reaches_the_daemon_sets_namespace():
+    run = run_stack({**CLUSTER, "imagePullSecret": json.dumps({"auths": {"r.example": {"auth": "eDp5"}}})})
+    secrets = [r for r in run.of_type("kubernetes:core/v1:Secret") if r.inputs["metadata"]["name"] == "registry-image-pull"]
+    by_namespace = {s.inputs["metadata"]["namespace"]: s for s in secrets}
+    assert set(by_namespace) == {"registry", TRUST_NS}
+    assert by_namespace[TRUST_NS].secret_paths, "the .dockerconfigjson travels as a secret"
+    assert pod(run)["imagePullSecrets"] == [{"name": "registry-image-pull"}]
+
+
+def test_with_storage_node_the_folder_is_prepared_by_the_pod_on_that_node():
+    run = run_stack({**CLUSTER, "storage": "node", "storageNode": "worker-3", "keepData": "false"})
+    data = files(run)["data"]
+    assert "chown -h 1000:1000" in data["storage-create"] and "rm -rf" in data["storage-delete"]
+    env = {e["name"]: e.get("value") for e in pod(run)["initContainers"][0]["env"]}
+    assert env["STORAGE_NODE"] == "worker-3"
+    deployment = run.one("kubernetes:apps/v1:Deployment").inputs["spec"]["template"]["spec"]
+    assert deployment["nodeSelector"]["kubernetes.io/hostname"] == "worker-3"
+
+
+def test_destroy_waits_for_the_daemon_set_a_bounded_time():
+    ds = run_stack(CLUSTER).one(DAEMON_SET)
+    assert DELETE_TIMEOUT_SECONDS > GRACE_SECONDS
+    assert ds.delete_timeout == f"{DELETE_TIMEOUT_SECONDS}s"
+    assert ds.replace_on_changes == ["metadata.annotations"]
+
+
+def test_without_nodes_a_workstation_reaches_the_cluster_nodes_by_their_internal_ip():
+    cluster = FakeCluster(missing={"registry", TRUST_NS}, ranges=["10.96.0.0/12"], addresses=["192.168.49.2", "192.168.49.3"])
+    run = run_stack(CLUSTER, cluster=cluster)
+    assert run.error is None, run.error
+    assert run.outputs["externalEndpoints"] == ["192.168.49.2:30500", "192.168.49.3:30500"]
+    assert "docker login 192.168.49.2:30500" in run.outputs["loginCommand"]
+    request = run.one("tls:index/certRequest:CertRequest").inputs
+    assert {"192.168.49.2", "192.168.49.3"} <= set(request["ipAddresses"])
+
+
+def test_a_daemon_set_namespace_that_is_someone_elses_is_refused_before_anything_is_created():
+    cluster = FakeCluster(missing={"registry"}, ranges=["10.96.0.0/12"])
+    run = run_stack(CLUSTER, cluster=cluster)
+    assert "the namespace its DaemonSet needs, 'registry-node-trust', already exists and is not this stack's" in str(run.error)
+    assert run.resources == []
+
+
+def test_the_pods_api_token_is_the_accounts_own_which_outlives_a_pods_deletion_time():
+    run = run_stack(CLUSTER)
+    token = next(r for r in run.of_type("kubernetes:core/v1:Secret") if r.name == "registry-node-token").inputs
+    assert token["type"] == "kubernetes.io/service-account-token"
+    assert token["metadata"]["annotations"]["kubernetes.io/service-account.name"] == NODE_TRUST_NAME
+    spec = pod(run)
+    assert spec["automountServiceAccountToken"] is False
+    assert {"name": "account", "secret": {"secretName": "registry-node-trust-token", "defaultMode": 0o400}} in spec["volumes"]
+    for container in (*spec["initContainers"], *spec["containers"]):
+        assert {"name": "account", "mountPath": ACCOUNT_DIR, "readOnly": True} in container["volumeMounts"]
