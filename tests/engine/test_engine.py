@@ -622,7 +622,8 @@ def test_the_readmes_first_run_without_ssh_is_six_commands_and_sets_up_the_dev_s
     assert lines[0].startswith("git clone ") and lines[2] == "pulumi stack select --create dev && pulumi install && pulumi up"
     assert not any("ssh" in line.lower() for line in lines)
     _, home, config = run_readme_lines(tmp_path, [lines[1], "pulumi stack select --create dev"])
-    assert config == {"nodeTrust": "cluster"}
+    # The stack's own file sets nodeTrust; `pulumi config` lists Pulumi.yaml's defaults beside it.
+    assert config["nodeTrust"] == "cluster" and "nodes" not in config and "sshPrivateKey" not in config
     settings = parse_settings({k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}.get, {})
     assert settings.node_trust == "cluster" and settings.nodes == () and settings.ssh_private_key is None
     assert list((home / ".pulumi" / "stacks").rglob("dev.json")), "the stack's state in the file backend"
@@ -878,7 +879,11 @@ def test_a_stack_made_by_the_release_before_shows_no_change_under_this_one(engin
         sshPrivateKey=engine.factory.private_key,
         nodes=[{"name": "n1", "host": "127.0.20.211"}, {"name": "n2", "host": "127.0.20.212"}],
     )
+    # Each release with its own project file: the release before knows none of the keys
+    # this one declares (nodeTrust, nodeTrustImage), and would refuse them as unknown.
+    shutil.copy(release / "Pulumi.yaml", project.dir / "Pulumi.yaml")
     before = project.run("up", code=release, runner="tests.engine.inline")
+    shutil.copy(ROOT / "Pulumi.yaml", project.dir / "Pulumi.yaml")
     try:
         assert before.code == 0, before.text
         urns = set(resources_in_state(project))
