@@ -114,9 +114,9 @@ class TestKubelet:
         self.pod_node: dict[str, str] = {}
         self.lock = threading.Lock()
         self.stopping = threading.Event()
+        self.errors: list[str] = []
         self.thread = threading.Thread(target=self._loop, name="test-kubelet", daemon=True)
         self.thread.start()
-        self.errors: list[str] = []
 
     # ---- what tests use ---------------------------------------------------------
 
