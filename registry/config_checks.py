@@ -32,19 +32,19 @@ from .validators import (
 )
 
 RUNTIMES = ("auto", "docker", "containerd", "crio", "k3s")
-_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
-_NODE_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
+_QUANTITY = re.compile(r"[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?")
+_NODE_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
 # S3's bucket naming rules, the part every S3 API enforces.
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _RESOURCE_NAMES = ("cpu", "memory", "ephemeral-storage")
-_CPU = re.compile(r"^([0-9]+(\.[0-9]+)?|[0-9]+m)$")
+_CPU = re.compile(r"([0-9]+(\.[0-9]+)?|[0-9]+m)")
 # A label key: an optional DNS-subdomain prefix and a name of up to 63 characters.
-_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
-_LABEL_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
-_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+_LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+_LABEL_PREFIX = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+_LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
 _TOLERATION_KEYS = {"key", "operator", "value", "effect", "tolerationSeconds"}
 _AFFINITY_KEYS = {"nodeAffinity", "podAffinity", "podAntiAffinity"}
-_CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,?-]+$")
+_CRON_FIELD = re.compile(r"[0-9A-Za-z*/,?-]+")
 _CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 # Namespaces the cluster itself owns: the program creates its namespace and
 # deletes it on destroy, which these must never be.
@@ -97,7 +97,7 @@ def own_namespace(value: Any, where: str, problems: Problems) -> Any:
 
 
 def quantity(value: Any, where: str, problems: Problems) -> Any:
-    found = _QUANTITY.match(value)
+    found = _QUANTITY.fullmatch(value)
     if not found or float(found.group().rstrip("KMGTPEik")) <= 0:
         return refuse(problems, where, repr(value), "is not a positive Kubernetes quantity such as 10Gi or 500Mi")
     return value
@@ -106,9 +106,15 @@ def quantity(value: Any, where: str, problems: Problems) -> Any:
 def user(value: Any, where: str, problems: Problems) -> Any:
     if not isinstance(value, str) or not value:
         return refuse(problems, where, json.dumps(value), "must be a non-empty string")
-    if ":" in value or any(c.isspace() for c in value):
+    # htpasswd reads ':' as the separator and skips a line that starts with '#'
+    # (a comment): such a user would exist in the config and never log in.
+    if ":" in value or value.startswith("#") or not value.isprintable() or any(c.isspace() for c in value):
         return refuse(
-            problems, where, repr(value), "must not contain ':' or whitespace (htpasswd uses ':' as separator)"
+            problems,
+            where,
+            repr(value),
+            "must be printable and must not contain ':' or whitespace, nor start with '#' "
+            "(htpasswd uses ':' as separator and reads a line starting with '#' as a comment)",
         )
     return value
 
@@ -123,7 +129,7 @@ def cron(raw: Any, where: str, problems: Problems) -> Any:
     if value == "":
         return None
     fields = value.split()
-    if not (value in _CRON_MACROS or (len(fields) == 5 and all(_CRON_FIELD.match(f) for f in fields))):
+    if not (value in _CRON_MACROS or (len(fields) == 5 and all(_CRON_FIELD.fullmatch(f) for f in fields))):
         return refuse(
             problems,
             where,
@@ -185,7 +191,7 @@ def resource_amounts(value: dict, where: str, problems: Problems) -> dict:
             continue
         for name, amount in amounts.items():
             pattern = _CPU if name == "cpu" else _QUANTITY
-            if not isinstance(amount, str) or not pattern.match(amount):
+            if not isinstance(amount, str) or not pattern.fullmatch(amount):
                 example = "500m or 2" if name == "cpu" else "512Mi"
                 refuse(
                     problems,
@@ -199,14 +205,14 @@ def resource_amounts(value: dict, where: str, problems: Problems) -> dict:
 def label_map(value: dict, where: str, problems: Problems) -> dict:
     for label, wanted in value.items():
         prefix, _, name = label.rpartition("/")
-        if not _LABEL_NAME.match(name) or (prefix and not _LABEL_PREFIX.match(prefix)):
+        if not _LABEL_NAME.fullmatch(name) or (prefix and not _LABEL_PREFIX.fullmatch(prefix)):
             refuse(
                 problems,
                 where,
                 json.dumps(label),
                 "has a key that is not a label key, such as kubernetes.io/hostname or disktype",
             )
-        if not isinstance(wanted, str) or not _LABEL_VALUE.match(wanted):
+        if not isinstance(wanted, str) or not _LABEL_VALUE.fullmatch(wanted):
             refuse(
                 problems,
                 f"{where}.{label}",
@@ -305,7 +311,7 @@ def node_list(raw: Any, where: str, problems: Problems) -> Any:
         if not isinstance(entry, dict):
             continue
         name, host = entry.get("name"), entry.get("host")
-        if isinstance(name, str) and _NODE_NAME.match(name) and name in names:
+        if isinstance(name, str) and _NODE_NAME.fullmatch(name) and name in names:
             node = refuse(problems, f"{at}.name", repr(name), "is used by another node; node names must be unique")
         if (
             isinstance(host, str)
@@ -337,7 +343,8 @@ def _endpoint(value: Any, where: str, problems: Problems) -> Any:
         url = urllib.parse.urlsplit(value) if isinstance(value, str) else None
     except ValueError:
         url = None
-    if url is None or url.scheme not in ("http", "https") or not url.hostname:
+    # urlsplit drops tabs and newlines itself; the registry would be given them.
+    if url is None or url.scheme not in ("http", "https") or not url.hostname or any(c.isspace() for c in value):
         return refuse(
             problems,
             where,

@@ -94,9 +94,9 @@ DEFAULT_STORAGE_PATH = "/var/lib/registry-data"
 # (an allowlist, since the folder is handed to uid 1000 and a denylist never
 # ends: /etc/kubernetes/manifests, /usr/local/bin, /root/.ssh, /boot/efi...).
 STORAGE_PREFIXES = ("/var/lib/", "/srv/", "/data/", "/mnt/")
-_PATH = re.compile(r"^(/[A-Za-z0-9._+-]+)+$")
+_PATH = re.compile(r"(/[A-Za-z0-9._+-]+)+")
 MAX_REPLICAS = 20
-_NODE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_NODE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 # The registry container's resources unless `resources` says otherwise.
 DEFAULT_RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
 MAX_CA_GENERATION = 1000
@@ -492,7 +492,7 @@ def node_storage(c: Parsed) -> None:
     node = next((n for n in c["nodes"] if n.name == raw_node), None)
     if node is None and raw_node is not None and c["nodeTrust"] == "cluster":
         # The DaemonSet reaches every node: any node of the cluster can keep the data.
-        if _NODE_NAME.match(raw_node):
+        if _NODE_NAME.fullmatch(raw_node):
             node = Node(raw_node, raw_node, 22, c["sshUser"], "auto")
         else:
             c.problem(
@@ -508,7 +508,7 @@ def node_storage(c: Parsed) -> None:
         )
     path = raw_path or DEFAULT_STORAGE_PATH
     if (
-        not _PATH.match(path)
+        not _PATH.fullmatch(path)
         or "/../" in path + "/"
         or "/./" in path + "/"
         or not any(path.startswith(prefix) for prefix in STORAGE_PREFIXES)

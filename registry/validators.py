@@ -219,11 +219,11 @@ def known_keys(value: dict, accepted: set, where: str, problems: Problems) -> bo
 
 # ---- names ---------------------------------------------------------------------------
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
 def dns_label(value: Any) -> bool:
-    return isinstance(value, str) and len(value) <= 63 and bool(_DNS_LABEL.match(value))
+    return isinstance(value, str) and len(value) <= 63 and bool(_DNS_LABEL.fullmatch(value))
 
 
 def hostname_problem(value: str) -> str | None:
@@ -237,7 +237,7 @@ def hostname_problem(value: str) -> str | None:
     for label in value.split("."):
         if len(label) > 63:
             return f"has the label {label!r} longer than 63 characters"
-        if not _DNS_LABEL.match(label):
+        if not _DNS_LABEL.fullmatch(label):
             return (
                 f"has the label {label!r}; labels are lower-case letters, digits and '-', "
                 "starting and ending with a letter or digit"

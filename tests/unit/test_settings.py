@@ -299,3 +299,63 @@ def test_collection_with_a_distribution_2_image_is_refused_with_the_reason(image
 def test_an_image_without_collection_or_of_distribution_3_is_accepted(image):
     gc = "" if image.endswith("2.8.3") else "0 3 * * 0"
     assert settings_from({"image": image, "gcSchedule": gc}).image == image
+
+
+# Every key whose text the program uses as given, with a value it accepts: a
+# trailing newline on it (a YAML block scalar, `pulumi config set --raw` from a
+# file) is refused, by name, before anything is created.
+TEXT_KEYS = {
+    "hostname": {"hostname": "image-registry"},
+    "namespace": {"namespace": "registry"},
+    "serviceCidr": {"serviceCidr": "10.96.0.0/12"},
+    "clusterIp": {"clusterIp": "10.96.0.50"},
+    "image": {"image": "registry:3.1.1"},
+    "nodeTrustImage": {"nodeTrust": "cluster", "nodeTrustImage": "curlimages/curl:8.12.1"},
+    "storageSize": {"storageSize": "10Gi"},
+    "storageClass": {"storageClass": "fast"},
+    "sshUser": {"sshUser": "root"},
+    "nodeTrust": {"nodeTrust": "cluster"},
+    "storage": {"storage": "pvc"},
+    "storageNode": {"nodeTrust": "cluster", "storage": "node", "storageNode": "worker-1"},
+    "storagePath": {"storage": "node", "storageNode": "cp", "nodes": NODE_LIST, "storagePath": "/srv/registry"},
+    "tlsSecret": {"tlsSecret": "cert-manager/registry-tls"},
+    "pullSecretNamespaces[0]": {"pullSecretNamespaces": ["apps"]},
+    "users[0]": {"users": ["ci"]},
+    "nodes[0].name": {"nodes": [{"name": "cp", "host": "192.168.56.10"}]},
+    "nodes[0].host": {"nodes": [{"name": "cp", "host": "node-1.example"}]},
+    "s3.endpoint": {"storage": "s3", "s3": {"bucket": "images", "endpoint": "https://minio:9000"}},
+    "s3.rootDirectory": {"storage": "s3", "s3": {"bucket": "images", "rootDirectory": "/registry"}},
+    "sshBastion.host": {"nodes": NODE_LIST, "sshBastion": {"host": "jump.example.com"}},
+}
+
+
+def with_newline(values: dict, key: str) -> dict:
+    """`values` with a newline after the value that `key` (a key, `object.field`, `list[0]`
+    or `list[0].field`) names."""
+    values = json.loads(json.dumps(values))
+    name, _, rest = key.partition("[")
+    if not rest and "." in name:
+        name, field = name.split(".")
+        values[name][field] += "\n"
+    elif not rest:
+        values[name] += "\n"
+    elif "." in rest:
+        values[name][0][rest.split(".", 1)[1]] += "\n"
+    else:
+        values[name][0] += "\n"
+    return values
+
+
+@pytest.mark.parametrize("key", TEXT_KEYS)
+def test_a_value_with_a_trailing_newline_is_refused_by_name(key):
+    values = TEXT_KEYS[key]
+    settings_from(values)  # the value alone is accepted
+    message = refusal(with_newline(values, key))
+    assert f"registry:{key} " in message, message
+
+
+@pytest.mark.parametrize("name", ["#admin", "ad\x07min", "ad\x7fmin", "admin\u200b", "\u00a0admin"])
+def test_a_user_name_htpasswd_would_not_read_as_a_user_is_refused(name):
+    # htpasswd skips a line that starts with '#': the pull secret's user would get 401.
+    message = refusal({"users": ["admin", name]})
+    assert "registry:users[1] " in message and "'#'" in message, message
