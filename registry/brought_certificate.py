@@ -11,6 +11,7 @@ chains to the CA certificates the nodes will trust.
 from __future__ import annotations
 
 import datetime
+import re
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -29,10 +30,30 @@ class Names:
 
 CONFIG = Names()
 
+_PEM_TYPE = re.compile(r"-----BEGIN ([^-\n]+)-----")
+
+
+def certificates_pem(text: str) -> str:
+    """The certificates of a PEM text, written anew: nothing else of it (comments,
+    other blocks) is served, published or installed on a node."""
+    certificates = x509.load_pem_x509_certificates(text.encode())
+    return "".join(cert.public_bytes(serialization.Encoding.PEM).decode() for cert in certificates)
+
+
+def _other_blocks(text: str, name: str) -> list[str]:
+    """A PEM text that is to hold certificates, and holds a key (say) besides: refused,
+    since what holds certificates here is public (the caCertificate output, nodes' ca.crt)."""
+    others = sorted({kind for kind in _PEM_TYPE.findall(text) if kind != "CERTIFICATE"})
+    return [
+        f"{name} holds a {kind} block; it must hold CERTIFICATE blocks only (what it holds is published and "
+        "installed on every node): take the block out"
+        for kind in others
+    ]
+
 
 def problems(certificate: str, key: str | None, ca: str | None, hostname: str, names: Names = CONFIG) -> list[str]:
     """What is wrong with the certificate, key and CA, one line each (key material never quoted)."""
-    found: list[str] = []
+    found: list[str] = _other_blocks(certificate, names.certificate) + _other_blocks(ca or "", names.ca)
     try:
         chain = x509.load_pem_x509_certificates(certificate.encode())
     except ValueError:

@@ -394,7 +394,11 @@ def user_certificate(settings: Settings, cluster: ClusterView) -> UserCertificat
     check_cluster accepted it), or None when the program makes its own."""
     if settings.tls_certificate is not None:
         assert settings.tls_key is not None and settings.tls_ca is not None, "registry/settings.py requires all three"
-        return UserCertificate(settings.tls_certificate, settings.tls_key, settings.tls_ca)
+        return UserCertificate(
+            brought_certificate.certificates_pem(settings.tls_certificate),
+            settings.tls_key,
+            brought_certificate.certificates_pem(settings.tls_ca),
+        )
     if settings.tls_secret is None:
         return None
     try:
@@ -440,7 +444,11 @@ def read_tls_secret(settings: Settings, cluster: ClusterView) -> tuple[list[str]
     if problems:
         return problems, None
     assert ca is not None, "brought_certificate.problems refuses a certificate without a CA"
-    return [], UserCertificate(data["tls.crt"], pulumi.Output.secret(data["tls.key"]), ca)
+    return [], UserCertificate(
+        brought_certificate.certificates_pem(data["tls.crt"]),
+        pulumi.Output.secret(data["tls.key"]),
+        brought_certificate.certificates_pem(ca),
+    )
 
 
 class KubernetesView:

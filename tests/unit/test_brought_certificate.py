@@ -140,3 +140,31 @@ def test_tls_secret_config_is_checked_with_the_rest(values, phrase):
     run = run_stack({"serviceCidr": "127.0.0.0/8", **values})
     assert run.error is not None and phrase in str(run.error), run.error
 
+
+
+@pytest.mark.parametrize("where", ["tlsCa", "tlsCertificate", "ca.crt"])
+def test_a_private_key_beside_the_certificates_is_refused_and_never_published(own, where):
+    # The CA's own key pasted after its certificate: it would be in the plain caCertificate
+    # output, the node commands' inputs and a world-readable ca.crt on every node.
+    ca_key = key_pem(own["ca"][0])
+    if where == "ca.crt":
+        data = {"tls.crt": own["tlsCertificate"], "tls.key": own["tlsKey"], "ca.crt": own["tlsCa"] + ca_key}
+        run = run_stack(secret_config(), cluster=with_tls_secret(own, data))
+        named = "registry:tlsSecret 'cert-manager/registry-tls' ca.crt (or registry:tlsCa)"
+    else:
+        run = run_stack(config(own, **{where: own[where] + ca_key}))
+        named = f"registry:{where}"
+    assert run.error is not None, "refused"
+    message = str(run.error)
+    assert f"{named} holds a PRIVATE KEY block" in message and "CERTIFICATE blocks only" in message, message
+    assert ca_key.splitlines()[1] not in message
+    assert [r for r in run.resources if r.custom] == [], "nothing is created"
+
+
+def test_text_around_the_certificates_is_left_out_of_what_is_served_and_trusted(own):
+    commented = f"# Example Corp root, rotated 2026\n{own['tlsCa']}\nsee the wiki\n"
+    run = run_stack(config(own, tlsCa=commented, sshPrivateKey="k", nodes=[{"name": "cp", "host": "192.168.56.10"}]))
+    assert run.error is None, run.error
+    assert run.outputs["caCertificate"] == own["tlsCa"]
+    tls = run.one("kubernetes:core/v1:Secret", "registry-tls")
+    assert tls.inputs["stringData"]["ca.crt"] == own["tlsCa"]
