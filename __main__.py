@@ -12,9 +12,11 @@ from registry.program import (
     serving_certificate,
     stack_outputs,
 )
-from registry.settings import load_settings
+from registry.settings import load_settings, warnings
 
 settings = load_settings()
+for warning in warnings(settings):
+    pulumi.log.warn(warning)
 
 # Read the cluster before anything is created: every problem it shows stops the program here.
 cluster = connect(settings)

@@ -55,7 +55,36 @@ LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", 
 MAX_HOSTNAME = 64 - len(" registry CA")
 
 
+# An image reference as distribution's reference package reads one:
+# [domain[:port]/]path[:tag][@sha256:digest].
+_DOMAIN = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?"
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE = re.compile(
+    rf"(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*(?::[\w][\w.-]{{0,127}})?(?:@sha256:[0-9a-f]{{64}})?"
+)
+
+
+def is_pinned(image: str) -> bool:
+    """Whether the reference names its image by digest: a tag can be pushed again."""
+    return "@sha256:" in image
+
+
 # ---- checks of single keys --------------------------------------------------------
+
+
+def image_reference(example: str) -> Check:
+    def check(value: Any, where: str, problems: Problems) -> Any:
+        if not isinstance(value, str) or not _IMAGE.fullmatch(value):
+            return refuse(
+                problems,
+                where,
+                repr(value),
+                f"must be an image reference such as {example}: a lower-case name, a tag, and "
+                "@sha256: with the 64 hex digits of its digest to pin it",
+            )
+        return value
+
+    return check
 
 
 def registry_hostname(value: Any, where: str, problems: Problems) -> Any:

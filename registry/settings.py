@@ -32,6 +32,8 @@ from .config_checks import (
     affinity_shape,
     cron,
     docker_config,
+    image_reference,
+    is_pinned,
     label_map,
     namespace_name,
     node_list,
@@ -74,8 +76,14 @@ CONFIG_NAMESPACE = "registry"
 # same version from the Go module proxy (tests/build_registry.sh).
 DEFAULT_IMAGE = "registry:3.1.1"
 # nodeTrust: cluster: the DaemonSet's image needs sh, chroot and curl, which
-# this one has (Alpine's busybox and curl), nothing else.
-DEFAULT_NODE_TRUST_IMAGE = "curlimages/curl:8.12.1"
+# this one has (Alpine's busybox and curl), nothing else. It runs as root on
+# every node, so it is pinned by digest: whoever could push the tag again
+# would otherwise run their code there at the next pod start. The digest is
+# the tag's multi-arch index, as public projects that pull it anonymously
+# record it (Docker Hub is out of this project's machines' reach).
+DEFAULT_NODE_TRUST_IMAGE = (
+    "curlimages/curl:8.12.1@sha256:94e9e444bcba979c2ea12e27ae39bee4cd10bc7041a472c4727a558e213744e6"
+)
 NODE_TRUST_MODES = ("ssh", "cluster")
 
 
@@ -288,7 +296,7 @@ TABLE: tuple[Key, ...] = (
     ),
     Key(
         "image",
-        matches(r"\S+", f"must be an image reference without spaces, such as {DEFAULT_IMAGE}"),
+        image_reference(DEFAULT_IMAGE),
         DEFAULT_IMAGE,
         "Registry image, pinned.",
     ),
@@ -327,9 +335,9 @@ TABLE: tuple[Key, ...] = (
     ),
     Key(
         "nodeTrustImage",
-        matches(r"\S+", f"must be an image reference without spaces, such as {DEFAULT_NODE_TRUST_IMAGE}"),
+        image_reference("curlimages/curl:8.12.1"),
         DEFAULT_NODE_TRUST_IMAGE,
-        "With nodeTrust cluster: the DaemonSet's image, pinned (needs sh, chroot and curl).",
+        "With nodeTrust cluster: the DaemonSet's image, pinned by digest (needs sh, chroot and curl).",
     ),
     Key(
         "storage",
@@ -675,6 +683,21 @@ RULES: tuple[Callable[[Parsed], None], ...] = (
     node_trust,
     secrets_only_where_used,
 )
+
+
+# ---- advice ---------------------------------------------------------------------------
+
+
+def warnings(settings: Settings) -> list[str]:
+    """What the program says at every run about settings it accepts but would not choose."""
+    found = []
+    if settings.node_trust == "cluster" and not is_pinned(settings.node_trust_image):
+        found.append(
+            f"registry:nodeTrustImage {settings.node_trust_image} is a tag, not a digest: whoever can push that tag "
+            "(or runs a mirror your nodes use) runs as root on every node at the next pod start; pin it as "
+            "<image>@sha256:<digest> (docker buildx imagetools inspect <image> prints the digest)"
+        )
+    return found
 
 
 # ---- reading -------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Config is read once, with the documented defaults, and bad values are refused by name."""
 
 import json
+import re
 
 import pytest
 import yaml
@@ -359,3 +360,27 @@ def test_a_user_name_htpasswd_would_not_read_as_a_user_is_refused(name):
     # htpasswd skips a line that starts with '#': the pull secret's user would get 401.
     message = refusal({"users": ["admin", name]})
     assert "registry:users[1] " in message and "'#'" in message, message
+
+
+@pytest.mark.parametrize("image", ["curlimages/curl:8.12.1", "mirror.internal:5000/tools/curl:8@sha256:" + "a" * 64,
+                                   "localhost:5000/curl", "curlimages/curl@sha256:" + "0" * 64])
+def test_an_image_reference_with_or_without_a_digest_is_accepted(image):
+    s = settings_from({"nodeTrust": "cluster", "nodeTrustImage": image, "image": image.replace("curl", "registry")}, key=None)
+    assert (s.node_trust_image, s.image) == (image, image.replace("curl", "registry"))
+
+
+@pytest.mark.parametrize("image", ["curlimages/curl@sha256:abc", "curlimages/curl:8.12.1@sha256:" + "A" * 64,
+                                   "curlimages/Curl:8", "curl:8 ", "curl:-8", "curl@md5:" + "0" * 32])
+def test_an_image_reference_that_no_runtime_would_pull_is_refused(image):
+    message = refusal({"nodeTrust": "cluster", "nodeTrustImage": image}, key=None)
+    assert f"registry:nodeTrustImage {image!r} must be an image reference" in message, message
+    assert "@sha256:" in message
+
+
+def test_the_node_trust_image_runs_as_root_on_every_node_so_it_is_pinned_by_digest_or_warned_of():
+    from registry.settings import DEFAULT_NODE_TRUST_IMAGE, warnings
+
+    assert re.fullmatch(r"curlimages/curl:8\.12\.1@sha256:[0-9a-f]{64}", DEFAULT_NODE_TRUST_IMAGE)
+    assert warnings(settings_from({"nodeTrust": "cluster"}, key=None)) == []
+    (warning,) = warnings(settings_from({"nodeTrust": "cluster", "nodeTrustImage": "curlimages/curl:8.12.1"}, key=None))
+    assert warning.startswith("registry:nodeTrustImage curlimages/curl:8.12.1 is a tag, not a digest") and "@sha256:" in warning

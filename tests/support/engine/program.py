@@ -18,7 +18,7 @@ import pulumi
 from registry.credentials import htpasswd_file
 from registry.preflight import check_cluster, connect, user_certificate, with_node_addresses
 from registry.program import Material, deploy, prepare_nodes, serving_certificate, stack_outputs
-from registry.settings import load_settings
+from registry.settings import load_settings, warnings
 from registry.workload import ServingCertificate
 
 MATERIAL = "material"
@@ -26,6 +26,8 @@ MATERIAL = "material"
 
 def main() -> None:
     settings = load_settings()
+    for warning in warnings(settings):
+        pulumi.log.warn(warning)
     cluster = connect(settings)
     check_cluster(settings, cluster)
     settings = with_node_addresses(settings, cluster)
