@@ -48,6 +48,7 @@ from .names import (
     stack_label_value,
 )
 from .settings import KubeAccess, Settings, SettingsError
+from .validators import is_ip
 
 # Seconds for each read: a first `pulumi preview` must not hang on a dead cluster.
 READ_TIMEOUT = 10
@@ -83,8 +84,8 @@ class ClusterView(Protocol):
         """The names of the cluster's nodes (that match the selector)."""
         ...
 
-    def node_addresses(self) -> list[str]:
-        """Each node's InternalIP, by node name."""
+    def node_addresses(self) -> dict[str, str]:
+        """Each node's first InternalIP, as its status reports it, by node name."""
         ...
 
     def service_ranges(self) -> list[str] | None:
@@ -192,10 +193,21 @@ def with_node_addresses(settings: Settings, cluster: ClusterView) -> Settings:
     if settings.node_trust != "cluster" or settings.nodes:
         return settings
     try:
-        addresses = cluster.node_addresses()
+        reported = cluster.node_addresses()
     except CannotRead as reason:
         pulumi.log.warn(f"could not read the nodes' addresses ({reason}); no external endpoint")
         return settings
+    addresses = []
+    for node, address in sorted(reported.items()):
+        # A kubelet writes its own Node's status, and the API server takes any text
+        # as an address: only an IP address goes into the certificate and commands.
+        if is_ip(address):
+            addresses.append(str(ipaddress.ip_address(address)))
+        else:
+            pulumi.log.warn(
+                f"node {node} reports the InternalIP {address!r}, which is not an IP address: it is left out of "
+                "externalEndpoints and the server certificate"
+            )
     return dataclasses.replace(settings, cluster_node_hosts=tuple(addresses))
 
 
@@ -538,12 +550,14 @@ class KubernetesView:
         found = self._read(self._core.list_node, label_selector=label_selector)
         return [item.metadata.name for item in found.items]
 
-    def node_addresses(self) -> list[str]:
+    def node_addresses(self) -> dict[str, str]:
         found = self._read(self._core.list_node)
-        by_name = sorted((item.metadata.name, item.status.addresses or []) for item in found.items)
         # The first InternalIP of each node (a dual-stack node has two).
-        firsts = (next((a.address for a in addresses if a.type == "InternalIP"), None) for _, addresses in by_name)
-        return [address for address in firsts if address]
+        firsts = {
+            item.metadata.name: next((a.address for a in item.status.addresses or [] if a.type == "InternalIP"), None)
+            for item in found.items
+        }
+        return {name: address for name, address in firsts.items() if address}
 
     def service_ranges(self) -> list[str] | None:
         found = self._read(self._networking.list_service_cidr)

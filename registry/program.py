@@ -228,7 +228,7 @@ def deploy(settings: Settings, material: Material, nodes: NodeSteps = lambda ser
 def login_command(settings: Settings) -> str:
     target = settings.external_endpoints[0] if settings.external_endpoints else settings.endpoint
     return (
-        f"pulumi stack output password --show-secrets | docker login {target} "
+        f"pulumi stack output password --show-secrets | docker login {shlex.quote(target)} "
         f"--username {shlex.quote(settings.users[0])} --password-stdin"
     )
 

@@ -413,7 +413,8 @@ class FakeCluster:
     nodes: dict[str, str] | None = None
     unreadable: bool = False
     # Each node's InternalIP, by node name.
-    addresses: list[str] = field(default_factory=list)
+    # Each node's first InternalIP, as the node reports it, by node name.
+    addresses: dict[str, str] = field(default_factory=dict)
 
     def _read(self) -> None:
         if self.unreadable:
@@ -439,9 +440,9 @@ class FakeCluster:
         self._read()
         return self.ranges
 
-    def node_addresses(self) -> list[str]:
+    def node_addresses(self) -> dict[str, str]:
         self._read()
-        return list(self.addresses)
+        return dict(self.addresses)
 
     def node_names(self, label_selector: str = "") -> list[str]:
         self._read()
@@ -464,15 +465,20 @@ def run_stack(
     state: ProviderState | None = None,
     allocated_ip: str = DEFAULT_ALLOCATED_IP,
     cluster: FakeCluster | None = None,
+    warnings: list[str] | None = None,
 ) -> StackRun:
     """Run __main__.py once with `config` (keys without the `registry:` prefix),
-    against `cluster` as the cluster the program checks before it creates anything."""
+    against `cluster` as the cluster the program checks before it creates anything.
+    What the program warns of (pulumi.log.warn) is appended to `warnings`."""
     state = state if state is not None else ProviderState()
     # By default a cluster that fits: the registry's namespace is yet to be made, the others exist.
     if cluster is None:
         namespace = config.get("namespace", "registry")
         cluster = FakeCluster(missing={namespace, f"{namespace}-node-trust"}, ranges=[config.get("serviceCidr", "10.96.0.0/12")])
     real_connect, preflight.connect = preflight.connect, lambda settings: cluster
+    real_warn = pulumi.log.warn
+    if warnings is not None:
+        pulumi.log.warn = lambda message, *args, **kwargs: warnings.append(message)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
@@ -503,4 +509,5 @@ def run_stack(
     finally:
         asyncio.set_event_loop(None)
         preflight.connect = real_connect
+        pulumi.log.warn = real_warn
         loop.close()

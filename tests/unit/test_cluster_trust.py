@@ -190,7 +190,7 @@ def test_destroy_waits_for_the_daemon_set_a_bounded_time():
 
 
 def test_without_nodes_a_workstation_reaches_the_cluster_nodes_by_their_internal_ip():
-    cluster = FakeCluster(missing={"registry", TRUST_NS}, ranges=["10.96.0.0/12"], addresses=["192.168.49.2", "192.168.49.3"])
+    cluster = FakeCluster(missing={"registry", TRUST_NS}, ranges=["10.96.0.0/12"], addresses={"kind-control-plane": "192.168.49.2", "kind-worker": "192.168.49.3"})
     run = run_stack(CLUSTER, cluster=cluster)
     assert run.error is None, run.error
     assert run.outputs["externalEndpoints"] == ["192.168.49.2:30500", "192.168.49.3:30500"]
@@ -216,3 +216,23 @@ def test_the_pods_api_token_is_the_accounts_own_which_outlives_a_pods_deletion_t
     assert {"name": "account", "secret": {"secretName": "registry-node-trust-token", "defaultMode": 0o400}} in spec["volumes"]
     for container in (*spec["initContainers"], *spec["containers"]):
         assert {"name": "account", "mountPath": ACCOUNT_DIR, "readOnly": True} in container["volumeMounts"]
+
+
+def test_only_ip_addresses_a_node_reports_become_endpoints_and_the_login_line_is_quoted():
+    # A kubelet writes its own Node's status: the API server takes any text as an InternalIP.
+    reported = {"a": "10.0.0.5;touch /tmp/pwned;", "b": "registry-1.docker.io", "c": "fd00:0:0::7", "d": "192.168.49.3"}
+    cluster = FakeCluster(missing={"registry", TRUST_NS}, ranges=["10.96.0.0/12"], addresses=reported)
+    warned: list[str] = []
+    run = run_stack(CLUSTER, cluster=cluster, warnings=warned)
+    assert run.error is None, run.error
+    assert run.outputs["externalEndpoints"] == ["[fd00::7]:30500", "192.168.49.3:30500"]
+    assert run.outputs["loginCommand"] == (
+        "pulumi stack output password --show-secrets | docker login '[fd00::7]:30500' --username admin --password-stdin")
+    request = run.one("tls:index/certRequest:CertRequest").inputs
+    assert "registry-1.docker.io" not in request["dnsNames"] and not any("pwned" in ip for ip in request["ipAddresses"])
+    assert [w for w in warned if "InternalIP" in w] == [
+        "node a reports the InternalIP '10.0.0.5;touch /tmp/pwned;', which is not an IP address: it is left out of "
+        "externalEndpoints and the server certificate",
+        "node b reports the InternalIP 'registry-1.docker.io', which is not an IP address: it is left out of "
+        "externalEndpoints and the server certificate",
+    ]
