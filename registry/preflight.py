@@ -592,7 +592,7 @@ def merged_kubeconfig(access: KubeAccess, environ: Mapping[str, str]) -> dict | 
 
     documents: list[tuple[dict, Path | None]] = []
     if access.kubeconfig and os.path.isfile(os.path.expanduser(access.kubeconfig)):
-        path = Path(os.path.expanduser(access.kubeconfig))
+        path = Path(os.path.abspath(os.path.expanduser(access.kubeconfig)))
         documents.append((yaml.safe_load(path.read_text()) or {}, path.parent))
     elif access.kubeconfig:
         documents.append((yaml.safe_load(access.kubeconfig) or {}, None))
@@ -600,7 +600,7 @@ def merged_kubeconfig(access: KubeAccess, environ: Mapping[str, str]) -> dict | 
         listed = environ.get("KUBECONFIG")
         paths = [p for p in listed.split(os.pathsep) if p] if listed else [os.path.expanduser("~/.kube/config")]
         for name in paths:
-            path = Path(name)
+            path = Path(os.path.abspath(name))
             if path.is_file():
                 documents.append((yaml.safe_load(path.read_text()) or {}, path.parent))
         if not documents:
@@ -621,6 +621,13 @@ def merged_kubeconfig(access: KubeAccess, environ: Mapping[str, str]) -> dict | 
                 for key in _FILE_FIELDS.get(section, ()):
                     if folder is not None and inner.get(key) and not os.path.isabs(inner[key]):
                         inner[key] = str(folder / inner[key])
+                plugin = inner.get("exec") if section == "users" else None
+                # An exec command with a path separator is a file beside the kubeconfig;
+                # one without is looked up on PATH (client-go's GetAuthInfoFileReferences).
+                if isinstance(plugin, dict) and folder is not None:
+                    command = plugin.get("command") or ""
+                    if "/" in command and not os.path.isabs(command):
+                        plugin["command"] = str(folder / command)
                 merged[section].append(entry)
                 known.add(entry["name"])
     if access.cluster:

@@ -9,6 +9,9 @@ on the second run.
 
 from __future__ import annotations
 
+import json
+import os
+
 import pytest
 
 from registry.preflight import CannotRead, KubernetesView, ServiceView, cluster_problems
@@ -322,3 +325,33 @@ def test_the_tls_secret_carries_the_ca_generation_the_pods_serve_with():
     run = run_stack({**BASE, "caGeneration": 2}, cluster=serving_generation(1))
     secret = run.one("kubernetes:core/v1:Secret", "registry-tls")
     assert secret.inputs["metadata"]["labels"]["registry.pulumi.com/ca-generation"] == "2"
+
+
+@pytest.mark.parametrize("command", ["./bin/token", "bin/token"])
+def test_a_relative_exec_plugin_path_runs_beside_its_own_kubeconfig_as_in_client_go(tmp_path, monkeypatch, command):
+    # client-go (tools/clientcmd/loader.go, GetAuthInfoFileReferences) resolves an exec
+    # command holding a path separator against the folder of the file that names it.
+    folder = tmp_path / "cluster"
+    (folder / "bin").mkdir(parents=True)
+    plugin = folder / "bin" / "token"
+    plugin.write_text('#!/bin/sh\necho \'{"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential",'
+                      ' "status": {"token": "from-the-plugin"}}\'\n')
+    plugin.chmod(0o755)
+    exec_user = ("{name: u, user: {exec: {apiVersion: client.authentication.k8s.io/v1, command: " + json.dumps(command)
+                 + ", interactiveMode: Never}}}")
+    (folder / "config").write_text(KUBECONFIG.replace("{name: u, user: {token: not-a-real-token}}", exec_user))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setenv("KUBECONFIG", os.path.relpath(folder / "config"))
+    view = KubernetesView.reaching(KubeAccess())
+    assert view._core.api_client.configuration.api_key["authorization"] == "Bearer from-the-plugin"
+
+
+def test_an_exec_plugin_named_without_a_path_is_looked_up_on_path_as_in_client_go(tmp_path):
+    from registry.preflight import merged_kubeconfig
+    path = tmp_path / "config"
+    path.write_text(KUBECONFIG.replace("{name: u, user: {token: not-a-real-token}}",
+                                       "{name: u, user: {exec: {apiVersion: client.authentication.k8s.io/v1, command: aws}}}"))
+    merged = merged_kubeconfig(KubeAccess(), {"KUBECONFIG": str(path)})
+    assert merged["users"][0]["user"]["exec"]["command"] == "aws"
