@@ -3,7 +3,7 @@
 The same program and parameters as over SSH (registry/node_script.py) reach
 every node, present and future, through a DaemonSet in a namespace of its own
 (labelled for the `privileged` Pod Security level, so that the registry's
-stays `restricted`). Its init container hands the program to the host's root,
+can enforce `restricted`). Its init container hands the program to the host's root,
 mounted by hostPath at /host, through chroot (registry/node/pod.sh); its main
 container sleeps and, told to stop while the DaemonSet carries a
 deletionTimestamp, gives the node back before it exits. It reads the

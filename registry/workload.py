@@ -67,6 +67,14 @@ class WorkloadArgs:
     prepare_nodes: Callable[[k8s.core.v1.Service], Sequence[pulumi.Resource]] = field(default=lambda service: [])
 
 
+def pod_security_labels(pod: PodConfig) -> dict[str, str]:
+    """The Pod Security level the registry's namespace enforces: restricted, which its
+    pods meet (non-root, no capability, RuntimeDefault seccomp, no host volume); with
+    storage node, privileged, the only level that admits the folder's hostPath volume."""
+    level = "privileged" if pod.storage == "node" else "restricted"
+    return {f"pod-security.kubernetes.io/{mode}": level for mode in ("enforce", "warn", "audit")}
+
+
 def manifest(fragment: dict | list) -> Any:
     """A part of a Kubernetes object as plain data, as the API documents it (the
     SDK's typed dicts add nothing here): tests/unit/test_manifests.py checks every one
@@ -86,7 +94,7 @@ class Workload(pulumi.ComponentResource):
 
         self.namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",
-            metadata={"name": ns, "labels": owned_labels(pod.hostname)},
+            metadata={"name": ns, "labels": {**owned_labels(pod.hostname), **pod_security_labels(pod)}},
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.after)),
         )
         # Fixed names are referenced by the pod spec; replacing one must free

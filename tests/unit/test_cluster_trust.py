@@ -101,11 +101,11 @@ def test_cluster_makes_no_ssh_command_and_the_registry_pods_wait_for_the_daemon_
     assert run.one(DAEMON_SET).urn in deployment.dependencies
 
 
-def test_the_daemon_set_runs_in_a_privileged_namespace_of_its_own_and_the_registrys_stays_as_it_was():
+def test_the_daemon_set_runs_in_a_privileged_namespace_of_its_own_and_the_registrys_stays_restricted():
     run = run_stack(CLUSTER)
     namespaces = {r.inputs["metadata"]["name"]: r.inputs["metadata"]["labels"] for r in run.of_type("kubernetes:core/v1:Namespace")}
     assert namespaces[TRUST_NS]["pod-security.kubernetes.io/enforce"] == "privileged"
-    assert not any(k.startswith("pod-security") for k in namespaces["registry"])
+    assert namespaces["registry"]["pod-security.kubernetes.io/enforce"] == "restricted"
     assert daemon_set(run)["metadata"]["namespace"] == TRUST_NS
 
 

@@ -215,6 +215,16 @@ def test_namespace_secrets_and_claim(three_node_run):
     assert claim["storageClassName"] == "fast-ssd" and claim["resources"]["requests"]["storage"] == "50Gi"
 
 
+@pytest.mark.parametrize("storage, level", [({}, "restricted"), ({"storage": "s3", "s3": {"bucket": "images"}}, "restricted"),
+                                            ({"storage": "node", "storageNode": "cp"}, "privileged")])
+def test_the_registrys_namespace_enforces_the_strictest_pod_security_level_its_pods_meet(storage, level):
+    run = run_stack({**BASE_CONFIG, **storage})
+    assert run.error is None, run.error
+    labels = run.one("kubernetes:core/v1:Namespace").inputs["metadata"]["labels"]
+    assert {k: v for k, v in labels.items() if k.startswith("pod-security")} == {
+        f"pod-security.kubernetes.io/{mode}": level for mode in ("enforce", "warn", "audit")}
+
+
 def test_deployment_serves_tls_with_htpasswd_and_allows_delete(three_node_run):
     env = env_of(three_node_run)
     assert env["REGISTRY_AUTH"] == "htpasswd"
@@ -459,6 +469,10 @@ def test_the_pvc_storage_objects_are_exactly_those_before_s3_existed():
     for kind, name in (("Namespace", "registry-namespace"), ("Service", "registry-service")):
         labels = by_name[(f"kubernetes:core/v1:{kind}", name)]["inputs"]["metadata"]["labels"]
         assert labels.pop("registry.pulumi.com/stack") == "organization.registry.test"
+    # Came later: the namespace enforces the Pod Security level its pods meet.
+    labels = by_name[("kubernetes:core/v1:Namespace", "registry-namespace")]["inputs"]["metadata"]["labels"]
+    for mode in ("enforce", "warn", "audit"):
+        assert labels.pop(f"pod-security.kubernetes.io/{mode}") == "restricted"
     # Came later: the TLS Secret carries the CA generation the pods serve with.
     tls = by_name[("kubernetes:core/v1:Secret", "registry-tls")]["inputs"]["metadata"]["labels"]
     assert tls.pop("registry.pulumi.com/ca-generation") == "1"
