@@ -110,6 +110,8 @@ if [ "$1" = configure ]; then
   update-rc.d {SERVICE} defaults >/dev/null
   invoke-rc.d {SERVICE} start || exit 1
 fi
+# What dh_runit adds (openssh-server has it): runit's link that starts the service at boot.
+NAME='{SERVICE}' ENABLE='yes' ONUPGRADE='restart' /lib/runit-helper/runit-helper postinst "$@"
 """
 INIT = f"""#!/bin/sh
 ### BEGIN INIT INFO
@@ -124,15 +126,19 @@ INIT = f"""#!/bin/sh
 exit 0
 """
 UNIT = "[Unit]\nDescription=test\n[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n"
+RUNIT = "#!/bin/sh\nexec sleep infinity\n"
+RUNIT_LINK = f"/etc/runit/runsvdir/default/{SERVICE}"
 
 
 def fake_package(folder) -> str:
-    require_tools({"dpkg-deb": "dpkg", "deb-systemd-helper": "init-system-helpers"})
+    require_tools({"dpkg-deb": "dpkg", "deb-systemd-helper": "init-system-helpers",
+                   "/lib/runit-helper/runit-helper": "runit-helper"})
     root = folder / "pkg"
     for path, text, mode in (("DEBIAN/control", f"Package: {SERVICE}\nVersion: 1.0\nArchitecture: all\n"
                               "Maintainer: tests <tests@localhost>\nDescription: test service\n", 0o644),
                              ("DEBIAN/postinst", POSTINST, 0o755), (f"etc/init.d/{SERVICE}", INIT, 0o755),
-                             (f"lib/systemd/system/{SERVICE}.service", UNIT, 0o644)):
+                             (f"lib/systemd/system/{SERVICE}.service", UNIT, 0o644),
+                             (f"etc/sv/{SERVICE}/run", RUNIT, 0o755)):
         target = root / path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text)
@@ -158,17 +164,20 @@ def test_without_the_guard_the_same_install_starts_the_service_and_enables_it_at
     assert result.returncode == 0, result.stdout + result.stderr
     assert node.path(f"/var/lib/{SERVICE}-started").exists()
     assert node.path(f"/etc/rc2.d/S01{SERVICE}").is_symlink()
+    assert node.path(RUNIT_LINK).is_symlink()
 
 
 def test_a_real_package_install_starts_no_service_and_enables_none_at_boot(nodes, tmp_path):
     package = fake_package(tmp_path)
     node = plain_node(nodes)
-    before = node.snapshot(roots=(*BOOT, "/etc/init.d"), extra=())
+    roots = (*BOOT, "/etc/init.d", "/etc/runit", "/etc/sv")
+    before = node.snapshot(roots=roots, extra=())
     result = node.inside("env", f"PATH={os.environ['PATH']}", str(ROOT / ".ci" / "install-packages"), package, check=False,
                          timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert node.inside("dpkg", "-s", SERVICE, check=False).returncode == 0, "installed"
     assert not node.path(f"/var/lib/{SERVICE}-started").exists(), "policy-rc.d kept it from starting"
-    changes = diff(before, node.snapshot(roots=(*BOOT, "/etc/init.d"), extra=()))
-    assert changes == [f"added /etc/init.d/{SERVICE}"], "the package's files, and no link that starts it at boot"
+    changes = diff(before, node.snapshot(roots=roots, extra=()))
+    assert sorted(changes) == [f"added /etc/init.d/{SERVICE}", f"added /etc/sv/{SERVICE}", f"added /etc/sv/{SERVICE}/run"], \
+        "the package's files, and no link that starts it at boot (systemd, sysv or runit)"
 
