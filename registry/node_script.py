@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).parent / "node"
-PARTS = ("base", "state", "files", "trust", "create", "delete", "main")
+PARTS = ("common", "base", "state", "files", "trust", "create", "delete", "main")
 LIBRARY = "\n".join((HERE / f"{part}.sh").read_text() for part in PARTS)
+# storage: node's folder program (registry/node/storage.sh), which shares the common part.
+STORAGE_PARTS = ("common", "storage")
 HOSTS_AWK = (HERE / "hosts.awk").read_text()
 BLOCK_AWK = (HERE / "block.awk").read_text()
 
@@ -79,6 +81,42 @@ def program() -> str:
     )
 
 
+@dataclass(frozen=True)
+class StorageParams:
+    path: str
+    # registry:keepData: whether the last delete leaves the folder.
+    keep: bool
+    # Who uses the folder: the stack and how it reaches the node (ssh or cluster).
+    # Each way claims it, so a switch between them never removes it.
+    claim: str
+    step_timeout: int = DEFAULT_STEP_TIMEOUT
+
+
+def storage_program() -> str:
+    """The bytes the folder's commands read on stdin (registry/node/storage.sh)."""
+    return "# shellcheck disable=SC3043  # `local`: dash, bash and busybox ash have it\n" + "\n".join(
+        (HERE / f"{part}.sh").read_text() for part in STORAGE_PARTS
+    )
+
+
+def storage_script(action: str, params: StorageParams) -> str:
+    """The parameters of the folder's create or delete run."""
+    return _assignments(
+        {
+            "STORAGE_ACTION": action,
+            "STORAGE_PATH": params.path,
+            "STORAGE_KEEP": "true" if params.keep else "false",
+            "STORAGE_CLAIM": params.claim,
+            "STEP_TIMEOUT": str(params.step_timeout),
+        }
+    )
+
+
+def _assignments(values: dict[str, str]) -> str:
+    """Each value quoted, assigned and exported: the program sees exactly these."""
+    return "".join(f"{key}={shlex.quote(value)}\n" for key, value in values.items()) + f"export {' '.join(values)}\n"
+
+
 def _header(
     action: str, params: NodeTrustParams, cluster_ip: str, ca_pem: str, runtime: str, extra: dict[str, str]
 ) -> str:
@@ -94,8 +132,7 @@ def _header(
         "STEP_TIMEOUT": str(params.step_timeout),
         **extra,
     }
-    assignments = "".join(f"{key}={shlex.quote(value)}\n" for key, value in values.items())
-    return assignments + f"export {' '.join(values)}\n"
+    return _assignments(values)
 
 
 def create_script(
@@ -145,11 +182,28 @@ def as_root(script: str, user: str) -> str:
 
 
 def daemon_files(params: NodeTrustParams, cluster_ip: str, ca_pem: str) -> dict[str, str]:
-    """What the DaemonSet's pods read (registry/node/pod.sh): the program, the
-    parameters of create and delete, and what runs the program from stdin."""
+    """What the trust DaemonSet's pods read (registry/node/pod.sh): the program, the
+    parameters of create and delete, what runs the program from stdin, and pod.sh."""
     return {
         "program": program(),
         "create": create_script(params, cluster_ip, ca_pem),
         "delete": delete_script(params),
         "run": _RUN_STDIN,
+        "pod.sh": POD_SCRIPT,
+    }
+
+
+def storage_claim(stack: str, way: str) -> str:
+    """How `stack` claims the data folder when it reaches the node `way` (ssh or cluster)."""
+    return f"{stack} {way}"
+
+
+def storage_daemon_files(params: StorageParams) -> dict[str, str]:
+    """What the storage DaemonSet's pod reads: the same as daemon_files, for the folder."""
+    return {
+        "program": storage_program(),
+        "create": storage_script("create", params),
+        "delete": storage_script("delete", params),
+        "run": _RUN_STDIN,
+        "pod.sh": POD_SCRIPT,
     }

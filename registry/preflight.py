@@ -39,6 +39,7 @@ from .names import (
     DISCOVERY_NAMESPACE,
     HOSTNAME_LABEL,
     MANAGED_BY,
+    NODE_TRUST_NAME,
     PULL_SECRET_NAME,
     SERVICE_NAME,
     STACK_LABEL,
@@ -48,10 +49,12 @@ from .names import (
     stack_label_value,
 )
 from .settings import KubeAccess, Settings, SettingsError
+from .trust_pod import ROLLOUT_TIMEOUT_SECONDS
 from .validators import is_ip
 
 # Seconds for each read: a first `pulumi preview` must not hang on a dead cluster.
 READ_TIMEOUT = 10
+
 DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
 # A certificate from tlsSecret closer than this to its end gets a warning at every run.
 EXPIRY_WARNING = datetime.timedelta(days=21)
@@ -90,6 +93,14 @@ class ClusterView(Protocol):
 
     def service_ranges(self) -> list[str] | None:
         """The cluster's Service IP ranges (ServiceCIDR objects, Kubernetes 1.33+); None: not served."""
+        ...
+
+    def not_ready_nodes(self) -> list[str]:
+        """The nodes whose Ready condition is not True (down, or cut off)."""
+        ...
+
+    def daemon_set_being_deleted(self, namespace: str, name: str) -> bool:
+        """Whether that DaemonSet exists and carries a deletionTimestamp."""
         ...
 
     def secret(self, namespace: str, name: str) -> tuple[str, dict[str, str]] | None:
@@ -144,6 +155,7 @@ def cluster_problems(settings: Settings, cluster: ClusterView) -> tuple[list[str
     problems += _registry_namespace(settings, cluster)
     problems += _node_trust_namespace(settings, cluster)
     checks = (
+        ("the node-trust DaemonSet", _node_trust_daemon_set),
         ("the pull-secret namespaces", _pull_secret_namespaces),
         ("the discovery ConfigMap", _discovery),
         ("the storage class", _storage_class),
@@ -156,6 +168,10 @@ def cluster_problems(settings: Settings, cluster: ClusterView) -> tuple[list[str
             problems += check(settings, cluster)
         except CannotRead as reason:
             warnings.append(f"could not check {what} ({reason}); going on")
+    try:
+        warnings += _nodes_behind(settings, cluster)
+    except CannotRead as reason:
+        warnings.append(f"could not check which nodes are ready ({reason}); going on")
     return problems, warnings
 
 
@@ -183,6 +199,38 @@ def _node_trust_namespace(settings: Settings, cluster: ClusterView) -> list[str]
         f"registry:nodeTrust is cluster, and the namespace its DaemonSet needs, {name!r}, already exists and is "
         "not this stack's; the program creates it and deletes it on destroy: remove it, or choose another "
         "registry:namespace"
+    ]
+
+
+def _node_trust_daemon_set(settings: Settings, cluster: ClusterView) -> list[str]:
+    # A destroy that failed on a node that was down leaves the DaemonSet being deleted:
+    # an up now would report success while every node is given back as soon as it can be.
+    if settings.node_trust != "cluster":
+        return []
+    namespace = node_trust_namespace(settings.namespace)
+    if not cluster.daemon_set_being_deleted(namespace, NODE_TRUST_NAME):
+        return []
+    down = cluster.not_ready_nodes()
+    held = f" (held by the node(s) that are not ready: {', '.join(down)})" if down else ""
+    return [
+        f"registry:nodeTrust is cluster, and its DaemonSet {namespace}/{NODE_TRUST_NAME} is still being deleted by "
+        f"a pulumi destroy that did not finish{held}: its pods are giving every node back. Let it finish first: "
+        "bring those nodes back, or kubectl delete node <name> for one that is gone for good, and wait until "
+        f"kubectl -n {namespace} get daemonset {NODE_TRUST_NAME} finds none; then run pulumi destroy again, or "
+        "pulumi up to make it anew"
+    ]
+
+
+def _nodes_behind(settings: Settings, cluster: ClusterView) -> list[str]:
+    """With nodeTrust cluster, the nodes that cannot take a change now: named before up waits for them."""
+    if settings.node_trust != "cluster":
+        return []
+    return [
+        f"node {node} is not Ready: its node-trust pod cannot take a change of this run (a CA rotation, say) "
+        f"until the node is back, and pulumi up then waits for it up to {ROLLOUT_TIMEOUT_SECONDS // 60} minutes "
+        "before it fails; every other node takes the change meanwhile. Bring the node back, or, if it is gone for "
+        f"good, kubectl delete node {node}"
+        for node in cluster.not_ready_nodes()
     ]
 
 
@@ -470,6 +518,7 @@ class KubernetesView:
         from kubernetes import client
 
         self._core = client.CoreV1Api(api_client)
+        self._apps = client.AppsV1Api(api_client)
         self._storage = client.StorageV1Api(api_client)
         self._networking = client.NetworkingV1Api(api_client)
 
@@ -558,6 +607,19 @@ class KubernetesView:
             for item in found.items
         }
         return {name: address for name, address in firsts.items() if address}
+
+    def not_ready_nodes(self) -> list[str]:
+        found = self._read(self._core.list_node)
+        ready = {
+            item.metadata.name
+            for item in found.items
+            if any(c.type == "Ready" and c.status == "True" for c in (item.status.conditions or []))
+        }
+        return sorted(item.metadata.name for item in found.items if item.metadata.name not in ready)
+
+    def daemon_set_being_deleted(self, namespace: str, name: str) -> bool:
+        found = self._read(self._apps.read_namespaced_daemon_set, name, namespace)
+        return found is not None and found.metadata.deletion_timestamp is not None
 
     def service_ranges(self) -> list[str] | None:
         found = self._read(self._networking.list_service_cidr)

@@ -101,23 +101,15 @@ def prepare_nodes(settings: Settings, ca_pem: pulumi.Input[str]) -> NodeSteps:
     the data folder is ready too. The pods roll out after what this returns."""
 
     if settings.node_trust == "cluster":
-        return lambda service: [in_cluster(settings, ca_pem, service.spec.cluster_ip).daemon_set]
+
+        def in_cluster_ready(service: k8s.core.v1.Service) -> list[pulumi.Resource]:
+            trust = in_cluster(settings, ca_pem, service.spec.cluster_ip)
+            return [trust.daemon_set, *([trust.storage] if trust.storage else [])]
+
+        return in_cluster_ready
     ssh = ssh_access(settings)
 
     def prepare(service: k8s.core.v1.Service) -> list[pulumi.Resource]:
-        ready: list[pulumi.Resource] = []
-        if settings.storage_node is not None and settings.storage_path is not None:
-            ready.append(
-                NodeStorage(
-                    "registry-storage",
-                    NodeStorageArgs(
-                        node=settings.storage_node,
-                        path=settings.storage_path,
-                        keep=settings.keep_data,
-                        ssh=ssh,
-                    ),
-                ).command
-            )
         trust = NodeTrust(
             "registry-node",
             NodeTrustArgs(
@@ -130,7 +122,21 @@ def prepare_nodes(settings: Settings, ca_pem: pulumi.Input[str]) -> NodeSteps:
                 service=service,
             ),
         )
-        return ready + list(trust.commands.values())
+        ready: list[pulumi.Resource] = list(trust.commands.values())
+        if settings.storage_node is not None and settings.storage_path is not None:
+            ready.append(
+                NodeStorage(
+                    "registry-storage",
+                    NodeStorageArgs(
+                        node=settings.storage_node,
+                        path=settings.storage_path,
+                        keep=settings.keep_data,
+                        ssh=ssh,
+                        after=[trust.commands[settings.storage_node.name]],
+                    ),
+                ).command
+            )
+        return ready
 
     return prepare
 

@@ -102,6 +102,35 @@ DEFAULT_STORAGE_PATH = "/var/lib/registry-data"
 # (an allowlist, since the folder is handed to uid 1000 and a denylist never
 # ends: /etc/kubernetes/manifests, /usr/local/bin, /root/.ssh, /boot/efi...).
 STORAGE_PREFIXES = ("/var/lib/", "/srv/", "/data/", "/mnt/")
+# Below /var/lib/, the folders of the node's own software, which root acts on: the
+# node program's state (registry/node/common.sh), the kubelet's, the runtimes', etcd's,
+# the package managers'. A storage path is refused in, above or below any of them.
+NODE_STATE_FOLDERS = tuple(
+    f"/var/lib/{name}"
+    for name in (
+        "registry-node-trust",
+        "kubelet",
+        "containerd",
+        "docker",
+        "containers",
+        "crio",
+        "etcd",
+        "rancher",
+        "k0s",
+        "cni",
+        "calico",
+        "cilium",
+        "dpkg",
+        "apt",
+        "rpm",
+        "dnf",
+        "yum",
+        "systemd",
+        "cloud",
+        "sudo",
+        "polkit-1",
+    )
+)
 _PATH = re.compile(r"(/[A-Za-z0-9._+-]+)+")
 MAX_REPLICAS = 20
 _NODE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -525,6 +554,15 @@ def node_storage(c: Parsed) -> None:
             f"registry:storagePath {path!r} must be an absolute folder of its own such as /var/lib/registry-data "
             f"(letters, digits, . _ + -; not a system folder: below {', '.join(STORAGE_PREFIXES)})"
         )
+    else:
+        taken = next((folder for folder in NODE_STATE_FOLDERS if f"{path}/".startswith(f"{folder}/")), None)
+        if taken:
+            c.problem(
+                f"registry:storagePath {path!r} is inside {taken}, a "
+                "folder of the node's own software that root acts on; the folder is handed to the registry's user "
+                "(uid 1000), who could then change what root runs. Choose a folder of its own, such as "
+                "/var/lib/registry-data"
+            )
     c["storageNode"], c["storagePath"] = node, path
     c["keepData"] = True if c["keepData"] is None else c["keepData"]
 

@@ -17,6 +17,14 @@ step_prepare() {
   if want_runtime containerd && [ -z "$CONTAINERD_DIR" ] && [ -z "$STORE" ]; then
     die "containerd here has no registry config_path, so it trusts only the system store, and no system store was found (looked for $STORES_LOOKED_AT). Set config_path in containerd's config, or install ca-certificates. Nothing was changed."
   fi
+  # The system store makes every TLS client of the node trust our CA, for any name
+  # it signs: used only where a runtime trusts nothing else (containerd without
+  # config_path), or where no runtime was found to trust it in a place of its own.
+  STORE_NEEDED=""
+  if { want_runtime containerd && [ -z "$CONTAINERD_DIR" ]; } ||
+    ! { want_runtime containerd || want_runtime docker || want_runtime crio || want_runtime k3s; }; then
+    STORE_NEEDED=1
+  fi
   probe_writable "$STATE_ROOT"
   probe_writable "$(hosts_file)"
   probe_writable /etc
@@ -35,6 +43,7 @@ step_trust_store() {
   if [ -z "$STORE" ]; then log "no system trust store found ($STORES_LOOKED_AT); skipped"; return 0; fi
   # New certificates first: at no moment does the node trust neither the
   # CA that signed the serving certificate nor the one that will.
+  if [ -n "$STORE_NEEDED" ]; then cp "$WORK/cert-sums" "$WORK/store-sums"; else : >"$WORK/store-sums"; fi
   while read -r sum; do
     file=$(store_file "$sum")
     if differs "$WORK/certs/$sum.crt" "$file"; then
@@ -42,14 +51,15 @@ step_trust_store() {
       if [ -z "$CONTAINERD_DIR" ] && want_runtime containerd; then owe restart-containerd; fi
     fi
     install_file "$WORK/certs/$sum.crt" "$file" || true
-  done <"$WORK/cert-sums"
+  done <"$WORK/store-sums"
   if owed refresh; then
     refresh_trust_store add
     paid refresh
   fi
   # Then the certificates no longer in the bundle (rotated out, or an earlier
-  # version's single file). Stores derived from the bundle (Debian's Java
-  # keystore) only drop one when told it went away.
+  # version's single file), and all of them where the store is no longer
+  # needed. Stores derived from the bundle (Debian's Java keystore) only drop
+  # one when told it went away.
   { grep '^file ' "$MANIFEST" 2>/dev/null || true; } >"$WORK/store-files"
   while IFS= read -r entry; do
     path=${entry#file }
@@ -170,7 +180,7 @@ step_verify() {
     case $src in block) has_block "$dest" || die "after create, $dest lacks our block"; continue ;; esac
     cmp -s "$src" "$dest" || die "after create, $dest does not hold what it should"
   done <"$WORK/desired"
-  if [ -n "$STORE" ]; then
+  if [ -n "$STORE" ] && [ -n "$STORE_NEEDED" ]; then
     while read -r sum; do
       bundle_has_cert "$WORK/certs/$sum.crt" || die "after create, $BUNDLE does not hold the registry's CA ($sum)"
     done <"$WORK/cert-sums"

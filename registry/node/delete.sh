@@ -9,14 +9,26 @@ first_cert_sum() {
 }
 
 # When the state folder is gone, the files whose names are ours alone are
-# still found: our trust-store file, and certs.d folders whose hosts.toml we wrote.
+# still found: our trust-store files, and the certs.d folder whose hosts.toml
+# we wrote. A certs.d CA file holding the same CA as one of those is ours too.
 undo_without_state() {
   local ca dir file
   find_trust_store
+  : >"$WORK/ours"
+  if [ -n "$STORE_DIR" ]; then
+    for file in "$STORE_DIR/$CA_BASE-"????????????????.crt; do
+      if [ -f "$file" ]; then cert_sum "$file" >>"$WORK/ours"; fi
+    done
+  fi
+  for dir in /etc/containerd/certs.d /etc/docker/certs.d /etc/containers/certs.d; do
+    if grep -q "^# Written by registry-node-trust for $ID;" "$dir/$ID/hosts.toml" 2>/dev/null && [ -f "$dir/$ID/ca.crt" ]; then
+      first_cert_sum "$dir/$ID/ca.crt" >>"$WORK/ours"
+    fi
+  done
   for dir in /etc/containerd/certs.d /etc/docker/certs.d /etc/containers/certs.d; do
     ca="$dir/$ID/ca.crt"
     [ -f "$ca" ] || continue
-    if { [ -n "$STORE_DIR" ] && [ -f "$(store_file "$(first_cert_sum "$ca")")" ]; } || grep -q "^# Written by registry-node-trust for $ID;" "$dir/$ID/hosts.toml" 2>/dev/null; then
+    if grep -qxF "$(first_cert_sum "$ca")" "$WORK/ours"; then
       rm -f "$ca" "$dir/$ID/hosts.toml"
       rmdir "$dir/$ID" 2>/dev/null || true
     fi

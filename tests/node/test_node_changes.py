@@ -20,6 +20,7 @@ from tests.support.trust import (
     NAME,
     STACK,
     WITH_CONFIG_PATH,
+    assert_system_trusted,
     assert_trusted,
     ca_in_bundle,
     command,
@@ -238,7 +239,7 @@ def test_containerd_2_without_config_path_trusts_the_system_store(nodes, program
     node = nodes.start(containerd_files({"/etc/containerd/config.toml": "version = 3\n[plugins.'io.containerd.cri.v1.images']\n"}))
     ok(run(node, program.create()))
     assert not node.path(f"/etc/containerd/certs.d/{ID}").exists()
-    assert_trusted(node, program)
+    assert_system_trusted(node, program)
     assert node.restarts() == ["restart containerd"]
     ok(run(node, program.delete()))
 
@@ -305,7 +306,7 @@ def test_other_distributions_trust_stores_get_the_ca(nodes, program, layout):
     before = node.snapshot()
     ok(run(node, program.create()))
     assert node.path(f"{anchors}/{store_file_name(program.ca)}").exists()
-    assert_trusted(node, program, bundle)
+    assert_system_trusted(node, program, bundle)
     assert node.restarts() == ["restart containerd"], "containerd without config_path reads the store"
     ok(run(node, program.delete()))
     assert not ca_in_bundle(node, program.ca, bundle)
@@ -335,7 +336,7 @@ def keystore_certificates(node) -> str:
 def test_a_new_ca_replaces_the_old_one_in_stores_derived_from_the_bundle(nodes, program, other):
     """Debian's Java keystore is told the old CA went away, and gets the new one."""
     require_tools({"keytool": "default-jre-headless"})
-    node = nodes.start(WITH_CONFIG_PATH)
+    node = nodes.start()  # containerd without config_path: the system store is needed
     before = node.snapshot()
     ok(run(node, command("create", program.ca)))
     assert body(program.ca) in keystore_certificates(node).replace("\n", "")

@@ -14,12 +14,16 @@ from registry.node_script import CREATE_STEPS
 from tests.support.nodes import diff
 from tests.support.trust import (
     ADD_DEPLOY,
+    BUNDLE,
     CLUSTER_IP,
     FAKE_K3S,
     ID,
     NAME,
+    STORE_DIR,
     WITH_CONFIG_PATH,
+    assert_system_trusted,
     assert_trusted,
+    ca_in_bundle,
     command,
     failed,
     lifecycle,
@@ -46,13 +50,37 @@ def test_standard_containerd_node_is_restored_byte_for_byte_without_any_restart(
     assert node.restarts() == [], "certs.d and hosts.toml are read on each pull: no restart"
 
 
+def test_where_every_runtime_reads_a_ca_file_of_its_own_the_system_store_is_left_alone(nodes, program):
+    # In the system store our CA would vouch, for every TLS client of the node, for any
+    # name it signs (registry-1.docker.io included): only a runtime that needs it gets it.
+    node = nodes.start(WITH_CONFIG_PATH)
+    bundle = node.read(BUNDLE)
+    ok(run(node, program.create()))
+    assert_trusted(node, program)
+    assert not list(node.path(STORE_DIR).glob("registry-node-trust-*")) and node.read(BUNDLE) == bundle
+    assert not ca_in_bundle(node, program.ca)
+
+
+def test_a_store_file_an_earlier_run_made_is_taken_away_once_no_runtime_needs_it(nodes, program):
+    node = nodes.start()  # containerd without config_path: the system store
+    before = node.snapshot()
+    ok(run(node, program.create()))
+    assert_system_trusted(node, program)
+    node.sh(WITH_CONFIG_PATH)  # the operator sets config_path (or an earlier release trusted the store anyway)
+    ok(run(node, program.create()))
+    assert_trusted(node, program)
+    assert not list(node.path(STORE_DIR).glob("registry-node-trust-*")) and not ca_in_bundle(node, program.ca)
+    ok(run(node, program.delete()))
+    assert diff(before, node.snapshot()) == ["changed /etc/containerd/config.toml: content"], "only the operator's edit"
+
+
 def test_containerd_without_config_path_trusts_the_system_store_and_restarts_once(nodes, program):
     node = nodes.start()  # Debian's containerd config: no registry config_path
     config = node.read("/etc/containerd/config.toml")
     before = node.snapshot()
     ok(run(node, program.create()))
     assert not node.path(f"/etc/containerd/certs.d/{ID}").exists(), "hosts.toml is not read without config_path"
-    assert_trusted(node, program)
+    assert_system_trusted(node, program)
     assert node.restarts() == ["restart containerd"]
     ok(run(node, program.create()))
     assert node.restarts() == ["restart containerd"], "nothing changed, so no second restart"

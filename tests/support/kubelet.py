@@ -17,6 +17,8 @@ rest of the pod's life is played here, as the API server sees a kubelet play it:
   projected token from the TokenRequest API), and it runs as root with only
   the capabilities its securityContext adds (setpriv), no_new_privs as
   allowPrivilegeEscalation false asks;
+- a container's exec readiness probe runs in the container (its mount
+  namespace and root, its environment), as kubelet runs it;
 - a pod marked for deletion gets SIGTERM, then SIGKILL when its grace period
   is out; then the pod object is deleted, as kubelet does.
 
@@ -41,6 +43,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,15 +100,27 @@ class PodRun:
     terminating_until: float | None = None
     ready: bool = False
     reported: str = ""
+    # When the readiness probe last ran (monotonic).
+    probed: float = 0.0
 
 
 class TestKubelet:
     __test__ = False  # not a test class, whatever its name
 
-    def __init__(self, api: KubeApi, root: Path):
+    def __init__(
+        self, api: KubeApi, root: Path, service: tuple[str, int] | None = None,
+        played: Callable[[dict], bool] = lambda pod: False,
+    ):
+        """`service`: the API server's address and port as pods are told it (KUBERNETES_SERVICE_HOST
+        and _PORT), by default the ones the tests dial; an IPv6 address reaches the same API server
+        where the test forwards it (tests/engine/test_give_back.py). `played`: the pods whose life
+        is played here without running them, as kwok plays its nodes' (a registry the test runs
+        itself, from the pod's Secrets)."""
         self.api = Api(api.server, "", api.token)
         self.api.context = api.context
-        self.api_host, self.api_port = urllib.parse.urlsplit(api.server).hostname, urllib.parse.urlsplit(api.server).port
+        url = urllib.parse.urlsplit(api.server)
+        self.service_host, self.service_port = service or (url.hostname, url.port)
+        self.played = played
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
         self.nodes: dict[str, Node] = {}
@@ -229,6 +244,9 @@ class TestKubelet:
         if meta.get("deletionTimestamp"):
             self._terminate(run, meta.get("deletionGracePeriodSeconds", 30))
             return
+        if self.played(pod):
+            self._play(run, pod)
+            return
         inits = run.spec.get("initContainers", [])
         if run.running is not None and run.running.process.poll() is not None:
             finished, code = run.running, run.running.process.returncode
@@ -248,9 +266,46 @@ class TestKubelet:
             if run.next_init < len(inits):
                 run.running = self._start(node_name, run, pod, inits[run.next_init], init=True)
             else:
-                run.running = self._start(node_name, run, pod, run.spec["containers"][0], init=False)
-                run.ready = True
+                container = run.spec["containers"][0]
+                run.running = self._start(node_name, run, pod, container, init=False)
+                run.ready = "readinessProbe" not in container
+        elif run.running is not None and not run.running.init:
+            self._probe(run, pod, node_name)
         self._report(run, pod)
+
+    def _probe(self, run: PodRun, pod: dict, node_name: str) -> None:
+        """The container's exec readiness probe, as kubelet runs it: its command in the
+        container (its mount namespace and root), with the container's environment."""
+        assert run.running is not None
+        container = run.spec["containers"][0]
+        probe = container.get("readinessProbe")
+        if probe is None or time.monotonic() - run.probed < probe.get("periodSeconds", 10):
+            return
+        run.probed = time.monotonic()
+        env = self._env(run, pod, container, node_name)
+        try:
+            result = subprocess.run(
+                ["nsenter", "--target", str(run.running.process.pid), "--mount", "--root",
+                 "env", "-i", *(f"{k}={v}" for k, v in env.items()), *probe["exec"]["command"]],
+                capture_output=True, timeout=probe.get("timeoutSeconds", 1) + 4,
+            )
+            run.ready = result.returncode == 0
+        except subprocess.TimeoutExpired:
+            run.ready = False
+
+    def _play(self, run: PodRun, pod: dict) -> None:
+        """Running and Ready at once, with nothing run, as kwok reports a pod."""
+        if run.reported == "played":
+            return
+        stamp = now()
+        conditions = [{"type": t, "status": "True", "lastTransitionTime": stamp}
+                      for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")]
+        statuses = [{"name": c["name"], "image": c["image"], "imageID": "", "ready": True, "started": True,
+                     "restartCount": 0, "state": {"running": {"startedAt": stamp}}} for c in run.spec["containers"]]
+        self.api.patch(f"/api/v1/namespaces/{run.namespace}/pods/{run.name}/status", {"status": {
+            "phase": "Running", "hostIP": "127.0.0.1", "podIP": "127.0.0.1", "startTime": stamp,
+            "conditions": conditions, "containerStatuses": statuses}})
+        run.reported = "played"
 
     def _terminate(self, run: PodRun, grace: int) -> None:
         if run.terminating_until is None:
@@ -364,13 +419,7 @@ class TestKubelet:
             setpriv += [f"--bounding-set=-all{',' + added if added else ''}", "--inh-caps=-all"]
         if security.get("allowPrivilegeEscalation") is False:
             setpriv.append("--no-new-privs")
-        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME": run.name,
-               "HOME": "/root", "KUBERNETES_SERVICE_HOST": self.api_host, "KUBERNETES_SERVICE_PORT": str(self.api_port)}
-        for item in container.get("env", []):
-            if "valueFrom" in item:
-                env[item["name"]] = self._field(pod, item["valueFrom"]["fieldRef"]["fieldPath"], node_name)
-            else:  # the API server drops an empty value
-                env[item["name"]] = item.get("value", "")
+        env = self._env(run, pod, container, node_name)
         command = [*container.get("command", []), *container.get("args", [])]
         argv = ["env", "-i", *(f"{k}={v}" for k, v in env.items()), *command]
         lines.append('exec chroot "$root" ' + " ".join(shlex.quote(a) for a in [*setpriv, "--", *argv]))
@@ -382,6 +431,18 @@ class TestKubelet:
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             )
         return Running(container["name"], init, process, log)
+
+    def _env(self, run: PodRun, pod: dict, container: dict, node_name: str) -> dict[str, str]:
+        """What a container's processes get: kubelet's own variables, then the container's env."""
+        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME": run.name,
+               "HOME": "/root", "KUBERNETES_SERVICE_HOST": self.service_host,
+               "KUBERNETES_SERVICE_PORT": str(self.service_port)}
+        for item in container.get("env", []):
+            if "valueFrom" in item:
+                env[item["name"]] = self._field(pod, item["valueFrom"]["fieldRef"]["fieldPath"], node_name)
+            else:  # the API server drops an empty value
+                env[item["name"]] = item.get("value", "")
+        return env
 
     @staticmethod
     def _field(pod: dict, path: str, node_name: str) -> str:

@@ -56,6 +56,9 @@ class Registration:
     # Resource options the engine acts on.
     delete_timeout: str = ""
     replace_on_changes: list[str] = field(default_factory=list)
+    # create, update and delete timeouts, where given.
+    custom_timeouts: dict[str, str] = field(default_factory=dict)
+    ignore_changes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -367,6 +370,10 @@ class RecordingMonitor(sdk.MockMonitor):
                 outputs=self.resources[urn].state,
                 delete_timeout=request.customTimeouts.delete,
                 replace_on_changes=list(request.replaceOnChanges),
+                custom_timeouts={k: v for k, v in (("create", request.customTimeouts.create),
+                                                   ("update", request.customTimeouts.update),
+                                                   ("delete", request.customTimeouts.delete)) if v},
+                ignore_changes=list(request.ignoreChanges),
             )
         )
         return response
@@ -412,9 +419,12 @@ class FakeCluster:
     # node name -> its kubernetes.io/hostname; None: whichever node is asked for exists
     nodes: dict[str, str] | None = None
     unreadable: bool = False
-    # Each node's InternalIP, by node name.
     # Each node's first InternalIP, as the node reports it, by node name.
     addresses: dict[str, str] = field(default_factory=dict)
+    # Nodes whose Ready condition is not True.
+    not_ready: set[str] = field(default_factory=set)
+    # (namespace, name) of DaemonSets that carry a deletionTimestamp.
+    deleting: set[tuple[str, str]] = field(default_factory=set)
 
     def _read(self) -> None:
         if self.unreadable:
@@ -443,6 +453,14 @@ class FakeCluster:
     def node_addresses(self) -> dict[str, str]:
         self._read()
         return dict(self.addresses)
+
+    def not_ready_nodes(self) -> list[str]:
+        self._read()
+        return sorted(self.not_ready)
+
+    def daemon_set_being_deleted(self, namespace: str, name: str) -> bool:
+        self._read()
+        return (namespace, name) in self.deleting
 
     def node_names(self, label_selector: str = "") -> list[str]:
         self._read()

@@ -124,11 +124,31 @@ def ca_in_bundle(node: Node, ca: str, bundle: str = BUNDLE) -> bool:
     return any(_der(c) == wanted for c in x509.load_pem_x509_certificates(node.read(bundle)))
 
 
-def assert_trusted(node: Node, program: Program, bundle: str = BUNDLE) -> None:
+def assert_system_trusted(node: Node, program: Program, bundle: str = BUNDLE) -> None:
     """The system store verifies our server certificate for the registry's name."""
     assert ca_in_bundle(node, program.ca, bundle)
-    store = Store(x509.load_pem_x509_certificates(node.read(bundle)))
-    PolicyBuilder().store(store).build_server_verifier(x509.DNSName(NAME)).verify(program.leaf, [])
+    _verifies(x509.load_pem_x509_certificates(node.read(bundle)), program)
+
+
+# Where runtimes read a registry's CA of their own (registry/node/trust.sh).
+RUNTIME_CA_FILES = (f"/etc/containerd/certs.d/{ID}/ca.crt", f"/etc/docker/certs.d/{ID}/ca.crt",
+                    f"/etc/containers/certs.d/{ID}/ca.crt", f"/etc/rancher/k3s/registry-node-trust/{ID}/ca.crt")
+
+
+def assert_trusted(node: Node, program: Program) -> None:
+    """Every place of ours the node's runtimes read verifies our server certificate, and
+    there is at least one: a runtime's own CA file, or the system store where our file is."""
+    places = [path for path in RUNTIME_CA_FILES if node.path(path).exists()]
+    for path in places:
+        _verifies(x509.load_pem_x509_certificates(node.read(path)), program)
+    if any(node.path(STORE_DIR).glob(f"registry-node-trust-{NAME}-5000-*.crt")):
+        assert_system_trusted(node, program)
+        places.append(BUNDLE)
+    assert places, "the node trusts the registry's CA nowhere"
+
+
+def _verifies(trusted: list[x509.Certificate], program: Program) -> None:
+    PolicyBuilder().store(Store(trusted)).build_server_verifier(x509.DNSName(NAME)).verify(program.leaf, [])
 
 
 def mappings(node: Node, name: str = NAME) -> list[str]:

@@ -6,6 +6,10 @@ restructuring (issue 18) made it; test_urns.py compares today's program
 against it, so that a move in the code never moves a resource (a changed URN
 is a delete and a create to the engine: for the namespace, every image).
 Regenerate only for a deliberate change: python3 -m tests.support.urn_shapes > tests/fixtures/urns.json
+Deliberate changes so far: the storage node's folder command runs after that
+node's trust command and is no longer deleted before a replacement (it is never
+replaced); node trust from the cluster joined the graph with its storage
+DaemonSet and the ClusterRole that reads its namespace (issue 25).
 """
 
 from __future__ import annotations
@@ -40,6 +44,9 @@ def configurations() -> dict[str, tuple[dict, FakeCluster | None]]:
             "sshBastion": {"host": "bastion.example.internal"}, "nodes": NODES, "sshPrivateKey": KEY}, None),
         "own certificate, no nodes": ({**own, "gcSchedule": ""}, None),
         "certificate from a Secret": ({"tlsSecret": "cert-manager/registry-tls"}, secret_cluster),
+        "node trust from the cluster, node storage": ({
+            "nodeTrust": "cluster", "storage": "node", "storageNode": "worker-1", "imagePullSecret": DOCKER_CONFIG},
+            FakeCluster(missing={"registry", "registry-node-trust"}, ranges=["10.96.0.0/12"])),
     }
 
 

@@ -11,10 +11,18 @@ import json
 
 import pytest
 
-from registry.cluster_trust import ACCOUNT_DIR, CAPABILITIES, DELETE_TIMEOUT_SECONDS, GRACE_SECONDS, files_name
+from registry.cluster_trust import DELETE_TIMEOUT_SECONDS
 from registry.names import NODE_TRUST_NAME, NODE_TRUST_RECORD_ANNOTATION
-from registry.node_script import CLUSTER_ENTRY, program
+from registry.node_script import CLUSTER_ENTRY, POD_SCRIPT, program, storage_program
 from registry.settings import DEFAULT_NODE_TRUST_IMAGE, SettingsError, parse_settings
+from registry.trust_pod import (
+    ACCOUNT_DIR,
+    CAPABILITIES,
+    GRACE_SECONDS,
+    ROLLOUT_TIMEOUT_SECONDS,
+    STORAGE_NAME,
+    files_name,
+)
 from tests.support.stack import FakeCluster, run_stack
 
 DAEMON_SET = "kubernetes:apps/v1:DaemonSet"
@@ -35,16 +43,16 @@ def settings(values: dict):
     return parse_settings(raw.get, environ={})
 
 
-def daemon_set(run) -> dict:
-    return run.one(DAEMON_SET).inputs
+def daemon_set(run, name: str = "registry-node-daemon-set") -> dict:
+    return next(r for r in run.of_type(DAEMON_SET) if r.name == name).inputs
 
 
-def pod(run) -> dict:
-    return daemon_set(run)["spec"]["template"]["spec"]
+def pod(run, name: str = "registry-node-daemon-set") -> dict:
+    return daemon_set(run, name)["spec"]["template"]["spec"]
 
 
-def files(run) -> dict:
-    return next(r for r in run.of_type(CONFIG_MAP) if r.name == "registry-node-files").inputs
+def files(run, name: str = "registry-node-files") -> dict:
+    return next(r for r in run.of_type(CONFIG_MAP) if r.name == name).inputs
 
 
 # ---- config ----------------------------------------------------------------------------
@@ -112,28 +120,51 @@ def test_the_daemon_set_runs_in_a_privileged_namespace_of_its_own_and_the_regist
 def test_the_pods_tolerate_every_taint_and_run_as_root_with_four_capabilities_not_privileged():
     spec = pod(run_stack(CLUSTER))
     assert spec["tolerations"] == [{"operator": "Exists"}]
-    for container in (*spec["initContainers"], *spec["containers"]):
-        security = container["securityContext"]
-        assert security["privileged"] is False and security["allowPrivilegeEscalation"] is False
-        assert security["runAsUser"] == 0 and security["readOnlyRootFilesystem"] is True
-        assert security["capabilities"] == {"drop": ["ALL"], "add": list(CAPABILITIES)}
-        assert container["image"] == DEFAULT_NODE_TRUST_IMAGE
+    assert "initContainers" not in spec
+    (container,) = spec["containers"]
+    security = container["securityContext"]
+    assert security["privileged"] is False and security["allowPrivilegeEscalation"] is False
+    assert security["runAsUser"] == 0 and security["readOnlyRootFilesystem"] is True
+    assert security["capabilities"] == {"drop": ["ALL"], "add": list(CAPABILITIES)}
+    assert container["image"] == DEFAULT_NODE_TRUST_IMAGE
     assert {"name": "host", "hostPath": {"path": "/", "type": "Directory"}} in spec["volumes"]
     assert spec["terminationGracePeriodSeconds"] == GRACE_SECONDS
     assert "imagePullSecrets" not in spec
 
 
-def test_the_pods_may_read_their_own_daemon_set_and_list_pods_and_make_events_in_their_namespace_only():
+def test_one_container_runs_create_until_it_succeeds_and_is_ready_only_then_so_a_failed_node_is_still_given_back():
+    (container,) = pod(run_stack(CLUSTER))["containers"]
+    assert container["command"] == ["/bin/sh", "/etc/registry-node-trust/pod.sh", "run"]
+    assert container["readinessProbe"]["exec"]["command"] == ["/bin/sh", "/etc/registry-node-trust/pod.sh", "ready"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["GIVE_BACK"] == "torn-down" and env["DAEMONSET"] == NODE_TRUST_NAME
+
+
+def test_a_node_that_is_down_holds_back_no_other_node_and_up_waits_for_it_a_bounded_time():
+    ds = run_stack(CLUSTER).one(DAEMON_SET)
+    assert ds.inputs["spec"]["updateStrategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "100%"}}
+    assert ds.custom_timeouts == {"create": f"{ROLLOUT_TIMEOUT_SECONDS}s", "update": f"{ROLLOUT_TIMEOUT_SECONDS}s",
+                                  "delete": f"{DELETE_TIMEOUT_SECONDS}s"}
+
+
+def test_the_pods_may_read_their_daemon_sets_and_namespace_and_list_pods_and_make_events_in_their_namespace_only():
     run = run_stack(CLUSTER)
     role = run.one("kubernetes:rbac.authorization.k8s.io/v1:Role").inputs
     assert role["rules"] == [
-        {"apiGroups": ["apps"], "resources": ["daemonsets"], "resourceNames": [NODE_TRUST_NAME], "verbs": ["get"]},
+        {"apiGroups": ["apps"], "resources": ["daemonsets"], "resourceNames": [NODE_TRUST_NAME, STORAGE_NAME], "verbs": ["get"]},
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
         {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
     ]
     assert role["metadata"]["namespace"] == TRUST_NS, "a Role, in the DaemonSet's namespace alone"
     binding = run.one("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding").inputs
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": NODE_TRUST_NAME, "namespace": TRUST_NS}]
+    subjects = [{"kind": "ServiceAccount", "name": NODE_TRUST_NAME, "namespace": TRUST_NS}]
+    assert binding["subjects"] == subjects
+    # A namespace deleted by hand: the pods see it going, and give their nodes back.
+    cluster_role = run.one("kubernetes:rbac.authorization.k8s.io/v1:ClusterRole").inputs
+    assert cluster_role["rules"] == [{"apiGroups": [""], "resources": ["namespaces"], "resourceNames": [TRUST_NS], "verbs": ["get"]}]
+    cluster_binding = run.one("kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding").inputs
+    assert cluster_binding["roleRef"]["name"] == cluster_role["metadata"]["name"] == f"{NODE_TRUST_NAME}:{TRUST_NS}"
+    assert cluster_binding["subjects"] == subjects
     assert pod(run)["serviceAccountName"] == NODE_TRUST_NAME
 
 
@@ -141,11 +172,11 @@ def test_the_pods_run_the_same_program_as_ssh_with_the_stack_and_cluster_as_owne
     run = run_stack(CLUSTER)
     cm = files(run)
     data = cm["data"]
-    assert data["program"] == program()
+    assert data["program"] == program() and data["pod.sh"] == POD_SCRIPT
     assert "REG_ACTION=create" in data["create"] and "REG_ACTION=delete" in data["delete"]
     assert f"REG_ENTRY={CLUSTER_ENTRY}" in data["create"] and "REG_STACK=organization/registry/test" in data["create"]
     assert "REG_IP=10.96.0.42" in data["create"]
-    assert cm["immutable"] is True and cm["metadata"]["name"] == files_name(data)
+    assert cm["immutable"] is True and cm["metadata"]["name"] == files_name(NODE_TRUST_NAME, data)
     assert pod(run)["volumes"][1]["configMap"]["name"] == cm["metadata"]["name"]
 
 
@@ -172,14 +203,33 @@ def test_an_image_pull_secret_reaches_the_daemon_sets_namespace():
     assert pod(run)["imagePullSecrets"] == [{"name": "registry-image-pull"}]
 
 
-def test_with_storage_node_the_folder_is_prepared_by_the_pod_on_that_node():
+def test_with_storage_node_the_folder_is_prepared_by_a_daemon_set_of_its_own_on_that_node():
     run = run_stack({**CLUSTER, "storage": "node", "storageNode": "worker-3", "keepData": "false"})
-    data = files(run)["data"]
-    assert "chown -h 1000:1000" in data["storage-create"] and "rm -rf" in data["storage-delete"]
-    env = {e["name"]: e.get("value") for e in pod(run)["initContainers"][0]["env"]}
-    assert env["STORAGE_NODE"] == "worker-3"
-    deployment = run.one("kubernetes:apps/v1:Deployment").inputs["spec"]["template"]["spec"]
-    assert deployment["nodeSelector"]["kubernetes.io/hostname"] == "worker-3"
+    data = files(run, "registry-node-storage-files")["data"]
+    assert data["program"] == storage_program() and data["pod.sh"] == POD_SCRIPT
+    assert "STORAGE_ACTION=create" in data["create"] and "STORAGE_KEEP=false" in data["delete"]
+    assert "STORAGE_CLAIM='organization/registry/test cluster registry-node-trust'" in data["create"]
+    spec = pod(run, "registry-node-storage")
+    assert spec["nodeSelector"] == {"kubernetes.io/hostname": "worker-3"}
+    (container,) = spec["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert (env["DAEMONSET"], env["GIVE_BACK"]) == (STORAGE_NAME, "deleted")
+    assert set(files(run)["data"]) == {"program", "create", "delete", "run", "pod.sh"}, "node trust holds no folder"
+    deployment = run.one("kubernetes:apps/v1:Deployment")
+    assert deployment.inputs["spec"]["template"]["spec"]["nodeSelector"]["kubernetes.io/hostname"] == "worker-3"
+    storage = next(r for r in run.of_type(DAEMON_SET) if r.name == "registry-node-storage")
+    assert storage.urn in deployment.dependencies
+    assert run.one(DAEMON_SET, "registry-node-daemon-set").urn in storage.dependencies, "after node trust"
+
+
+@pytest.mark.parametrize("change", [{"hostname": "registry.internal"}, {"port": "5443"}, {"caGeneration": 2}])
+def test_what_replaces_or_rolls_node_trust_leaves_the_data_folders_daemon_set_as_it_is(change):
+    base = {**CLUSTER, "storage": "node", "storageNode": "worker-3", "keepData": "false"}
+    before, after = run_stack(base), run_stack({**base, **change})
+    assert daemon_set(before, "registry-node-storage")["spec"] == daemon_set(after, "registry-node-storage")["spec"]
+    storage = next(r for r in after.of_type(DAEMON_SET) if r.name == "registry-node-storage")
+    assert not storage.replace_on_changes and not storage.delete_before_replace, "never replaced"
+    assert "annotations" not in storage.inputs["metadata"]
 
 
 def test_destroy_waits_for_the_daemon_set_a_bounded_time():
@@ -214,7 +264,7 @@ def test_the_pods_api_token_is_the_accounts_own_which_outlives_a_pods_deletion_t
     spec = pod(run)
     assert spec["automountServiceAccountToken"] is False
     assert {"name": "account", "secret": {"secretName": "registry-node-trust-token", "defaultMode": 0o400}} in spec["volumes"]
-    for container in (*spec["initContainers"], *spec["containers"]):
+    for container in spec["containers"]:
         assert {"name": "account", "mountPath": ACCOUNT_DIR, "readOnly": True} in container["volumeMounts"]
 
 

@@ -10,10 +10,13 @@ from registry.node_script import (
     POD_SCRIPT,
     STATE_FORMAT,
     NodeTrustParams,
+    StorageParams,
     create_script,
     delete_script,
     program,
     remote_command,
+    storage_program,
+    storage_script,
 )
 from tests.support.nodes import require_tools
 
@@ -60,6 +63,9 @@ def test_the_program_and_the_command_lines_are_shellcheck_clean_posix_sh(tmp_pat
         "delete": delete_script(PARAMS),
         # nodeTrust cluster: the DaemonSet's side.
         "pod": POD_SCRIPT,
+        # storage node: the folder's program and its parameters.
+        "storage": storage_program(),
+        "storage-create": storage_script("create", StorageParams("/var/lib/registry-data", False, "org/p/s ssh")),
     }
     for name, text in texts.items():
         path = tmp_path / f"{name}.sh"

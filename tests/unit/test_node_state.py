@@ -33,7 +33,7 @@ def shell(request) -> list[str]:
 
 
 class Parts:
-    """base.sh and state.sh sourced in `shell`, with the state under `root`."""
+    """common.sh, base.sh and state.sh sourced in `shell`, with the state under `root`."""
 
     def __init__(self, shell: list[str], root: Path):
         self.shell, self.root = shell, root
@@ -41,7 +41,7 @@ class Parts:
 
     def run(self, script: str, **params: str) -> subprocess.CompletedProcess:
         prelude = (
-            f". {PARTS / 'base.sh'}\n. {PARTS / 'state.sh'}\n"
+            f". {PARTS / 'common.sh'}\n. {PARTS / 'base.sh'}\n. {PARTS / 'state.sh'}\n"
             f'STATE_ROOT="{self.root}/state"; STATE="$STATE_ROOT/${{REG_NAME}}_$REG_PORT"\n'
             'MANIFEST="$STATE/manifest"; OWNERS="$STATE/owners"; mkdir -p "$STATE"\n'
             f'WORK=$(mktemp -d "{self.root}/work.XXXXXX"); : >"$WORK/desired"\n'

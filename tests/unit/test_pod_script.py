@@ -1,11 +1,12 @@
-"""registry/node/pod.sh, the DaemonSet's side, in dash and busybox ash, with chroot and curl stubbed.
+"""registry/node/pod.sh, the DaemonSets' side, in dash and busybox ash, with chroot and curl stubbed.
 
-What it decides: create runs the node program (and, on the storage node only,
-the folder's script); told to stop, it gives the node back only when its
-DaemonSet is being deleted (or gone), asks again when it cannot tell, and
-retries a failed undo; the token never goes on a command line. The real
-thing, chroot into a node's root and curl to the API server, runs in
-tests/engine/test_cluster_trust.py.
+What it decides: `run` runs the node program's create until it succeeds, then
+the pod is ready; told to stop, it gives the node back only when its
+DaemonSet (or, for node trust, its namespace) is being deleted or gone, asks
+again when it cannot tell, and retries a failed undo; a stop while create
+still fails gives back what create did. The token never goes on a command
+line. The real thing, chroot into a node's root and curl to the API server,
+runs in tests/engine/test_cluster_trust.py.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ SHELLS = [pytest.param(["dash"], id="dash"), pytest.param(["busybox", "sh"], id=
 
 CHROOT = """#!/bin/sh
 # stub: records what would run in the host's root
-printf '%s|%s\\n' "$1" "$(printf '%s' "$4" | grep -o 'REG_ACTION=[a-z]*\\|registry storage' | head -1)" >> "$LOG/chroot"
-if [ -f "$LOG/fail-once" ]; then rm "$LOG/fail-once"; exit 1; fi
+printf '%s|%s\\n' "$1" "$(printf '%s' "$4" | grep -o '[A-Z]*_ACTION=[a-z]*' | head -1)" >> "$LOG/chroot"
+case $4 in *ACTION=create*) if [ -f "$LOG/fail-always" ]; then echo "error: cannot write /etc/hosts (read-only?)" >&2; exit 1; fi ;; esac
+if [ -f "$LOG/fail-once" ]; then rm "$LOG/fail-once"; echo "error: injected" >&2; exit 1; fi
 exit 0
 """
 CURL = """#!/bin/sh
@@ -49,8 +51,8 @@ def pod(tmp_path):
     files, bin_dir, account, log = (tmp_path / d for d in ("files", "bin", "account", "log"))
     for folder in (files, bin_dir, account, log):
         folder.mkdir()
-    for name in ("program", "create", "delete", "run", "storage-create", "storage-delete"):
-        (files / name).write_text(f"REG_ACTION={name}\n" if name in ("create", "delete") else "registry storage\n")
+    for name in ("program", "create", "delete", "run"):
+        (files / name).write_text(f"REG_ACTION={name}\n" if name in ("create", "delete") else "# run\n")
     (files / "pod.sh").write_text(POD_SCRIPT)
     (account / "token").write_text(TOKEN)
     (account / "ca.crt").write_text("ca")
@@ -60,7 +62,8 @@ def pod(tmp_path):
     env = {
         "PATH": f"{bin_dir}:{os.environ['PATH']}", "FILES": str(files), "HOST_ROOT": "/host-root", "ACCOUNT": str(account),
         "LOG": str(log), "NODE_NAME": "node-1", "POD_NAMESPACE": "registry-node-trust", "DAEMONSET": "registry-node-trust",
-        "STORAGE_NODE": "", "KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443", "TMPDIR": str(tmp_path),
+        "GIVE_BACK": "torn-down", "KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443",
+        "TMPDIR": str(tmp_path), "POD_NAME": "registry-node-trust-x7k2p",
     }
     return files, log, env
 
@@ -74,10 +77,33 @@ def chroot_runs(log: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
-def stopped(shell: list[str], files: Path, env: dict) -> subprocess.CompletedProcess:
-    """Start `pod.sh wait`, let it sleep, then send TERM, as kubelet does; returns how it ended."""
-    process = subprocess.Popen([*shell, str(files / "pod.sh"), "wait"], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+def curl_calls(log: Path) -> list[str]:
+    path = log / "curl-argv"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def started(shell: list[str], files: Path, env: dict) -> subprocess.Popen:
+    return subprocess.Popen([*shell, str(files / "pod.sh"), "run"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def ready(shell: list[str], files: Path, env: dict) -> bool:
+    """The readiness probe, as kubelet runs it in the container."""
+    return subprocess.run([*shell, str(files / "pod.sh"), "ready"], env=env, timeout=10).returncode == 0
+
+
+def wait_for(check, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def stopped(shell: list[str], files: Path, env: dict, log: Path | None = None, runs: int = 1) -> subprocess.CompletedProcess:
+    """Start `pod.sh run`, let its create run `runs` times, then send TERM, as kubelet does; returns how it ended."""
+    process = started(shell, files, env)
+    if log is not None:
+        wait_for(lambda: len(chroot_runs(log)) >= runs)
     time.sleep(0.3)
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=30)
@@ -90,48 +116,137 @@ def shells_present():
         pytest.fail("dash and busybox are needed; .ci/run installs them", pytrace=False)
 
 
-@pytest.mark.parametrize("shell", SHELLS)
-def test_a_pod_stopped_while_its_daemon_set_stays_leaves_the_node_as_it_is(pod, shell):
-    files, log, env = pod
-    answers(log, '200 {"metadata":{"name":"registry-node-trust","uid":"u"}}')
-    result = stopped(shell, files, env)
-    assert result.returncode == 0, result.stderr
-    assert chroot_runs(log) == []
-    assert "keeps the registry's trust" in result.stderr
+NS_STAYS = '200 {"metadata":{"name":"registry-node-trust","uid":"ns-uid"}}'
+NS_GOING = '200 {"metadata":{"name":"registry-node-trust","uid":"ns-uid","deletionTimestamp":"2026-12-02T10:00:00Z"}}'
+DS_STAYS = '200 {"metadata":{"name":"registry-node-trust","uid":"ds-uid-1"}}'
+DS_GOING = '200 {"metadata":{"name":"registry-node-trust","uid":"ds-uid-1","deletionTimestamp":"2026-12-02T10:00:00Z"}}'
 
 
 @pytest.mark.parametrize("shell", SHELLS)
-@pytest.mark.parametrize("answer", ['200 {"metadata":{"deletionTimestamp":"2026-12-02T10:00:00Z"}}', "404 {}"])
-def test_a_pod_stopped_while_its_daemon_set_is_deleted_or_gone_gives_the_node_back(pod, shell, answer):
+def test_the_pod_is_ready_once_create_has_succeeded_and_a_stop_while_the_daemon_set_stays_keeps_the_node(pod, shell):
     files, log, env = pod
-    answers(log, answer)
-    result = stopped(shell, files, env)
+    answers(log, NS_STAYS, DS_STAYS)
+    process = started(shell, files, env)
+    wait_for(lambda: ready(shell, files, env))
+    assert chroot_runs(log) == ["/host-root|REG_ACTION=create"]
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert chroot_runs(log) == ["/host-root|REG_ACTION=create"], "no delete"
+    assert "the DaemonSet stays, so the node keeps what it was given" in err
+    assert not ready(shell, files, env)
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("state", [(NS_STAYS, DS_GOING), (NS_STAYS, "404 {}")], ids=["deleted", "gone"])
+def test_a_pod_stopped_while_its_daemon_set_is_deleted_or_gone_gives_the_node_back(pod, shell, state):
+    files, log, env = pod
+    answers(log, *state)
+    result = stopped(shell, files, env, log)
     assert result.returncode == 0, result.stderr
-    assert chroot_runs(log) == ["/host-root|REG_ACTION=delete"]
+    assert chroot_runs(log) == ["/host-root|REG_ACTION=create", "/host-root|REG_ACTION=delete"]
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("state", [(NS_GOING, DS_STAYS), ("404 {}", DS_STAYS), ("401 {}", "401 {}"), (NS_STAYS, "403 {}")],
+                         ids=["namespace-deleted", "namespace-gone", "token-revoked", "role-gone"])
+def test_a_namespace_deleted_by_hand_gives_every_node_back_even_before_its_daemon_set_goes(pod, shell, state):
+    # The namespace controller deletes pods, accounts and roles in no particular order.
+    files, log, env = pod
+    answers(log, *state)
+    result = stopped(shell, files, env, log)
+    assert result.returncode == 0, result.stderr
+    assert chroot_runs(log)[-1] == "/host-root|REG_ACTION=delete"
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("state, gives_back", [
+    ((NS_STAYS, DS_GOING), True), ((NS_STAYS, "404 {}"), True), ((NS_STAYS, DS_STAYS), False),
+    ((NS_GOING, DS_GOING), False), (("404 {}", "404 {}"), False), (("401 {}", "401 {}"), False), ((NS_STAYS, "403 {}"), False),
+], ids=["deleted", "gone", "stays", "namespace-deleted", "namespace-gone", "token-revoked", "role-gone"])
+def test_the_data_folder_is_given_back_only_when_its_own_daemon_set_is_deleted(pod, shell, state, gives_back):
+    # Giving the folder back may remove the images (keepData false): only a destroy does.
+    files, log, env = pod
+    (files / "create").write_text("STORAGE_ACTION=create\n")
+    (files / "delete").write_text("STORAGE_ACTION=delete\n")
+    answers(log, *state)
+    result = stopped(shell, files, {**env, "GIVE_BACK": "deleted", "DAEMONSET": "registry-storage"}, log)
+    assert result.returncode == 0, result.stderr
+    expected = ["/host-root|STORAGE_ACTION=create", *(["/host-root|STORAGE_ACTION=delete"] if gives_back else [])]
+    assert chroot_runs(log) == expected
 
 
 @pytest.mark.parametrize("shell", SHELLS)
 def test_when_the_api_server_cannot_say_it_asks_again_and_a_failed_undo_is_retried(pod, shell):
     files, log, env = pod
-    answers(log, "503 unavailable", '200 {"metadata":{"deletionTimestamp":"x"}}')
+    answers(log, NS_STAYS, "503 unavailable", NS_STAYS, DS_GOING, NS_STAYS, DS_GOING)
+    process = started(shell, files, env)
+    wait_for(lambda: ready(shell, files, env))
     (log / "fail-once").write_text("")
-    result = stopped(shell, files, env)
-    assert result.returncode == 0, result.stderr
-    assert chroot_runs(log) == ["/host-root|REG_ACTION=delete"] * 2
-    reads = [line for line in (log / "curl-argv").read_text().splitlines() if "/daemonsets/" in line]
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert chroot_runs(log) == ["/host-root|REG_ACTION=create"] + ["/host-root|REG_ACTION=delete"] * 2
+    reads = [line for line in curl_calls(log) if "/daemonsets/" in line]
     assert len(reads) == 3
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_a_create_that_fails_is_tried_again_and_named_in_one_event_on_the_daemon_set(pod, shell):
+    files, log, env = pod
+    (log / "fail-always").write_text("")
+    answers(log, DS_STAYS, "201 {}", NS_STAYS, DS_STAYS)
+    process = started(shell, files, env)
+    wait_for(lambda: len(chroot_runs(log)) >= 2, seconds=15)
+    assert not ready(shell, files, env)
+    (log / "fail-always").unlink()
+    wait_for(lambda: ready(shell, files, env), seconds=15)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    events = [c for c in curl_calls(log) if "-X POST" in c]
+    assert len(events) == 1, "one event per distinct failure"
+    (event,) = events
+    assert '"reason":"NodeNotTrusted"' in event and '"uid":"ds-uid-1"' in event and '"type":"Warning"' in event
+    assert "node node-1: the node program failed (status 1): error: cannot write /etc/hosts (read-only?)" in event
+    assert "kubectl -n registry-node-trust logs registry-node-trust-x7k2p" in event
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_a_node_whose_create_still_fails_is_given_back_what_create_did_when_the_daemon_set_goes(pod, shell):
+    files, log, env = pod
+    (log / "fail-always").write_text("")
+    answers(log, DS_STAYS, "201 {}", NS_STAYS, DS_GOING)
+    result = stopped(shell, files, env, log)
+    assert result.returncode == 0, result.stderr
+    runs = chroot_runs(log)
+    assert runs[0] == "/host-root|REG_ACTION=create" and runs[-1] == "/host-root|REG_ACTION=delete", runs
 
 
 @pytest.mark.parametrize("shell", SHELLS)
 def test_the_token_goes_to_curl_on_stdin_and_never_on_its_command_line(pod, shell):
     files, log, env = pod
-    answers(log, "404 {}")
-    stopped(shell, files, env)
-    assert TOKEN not in (log / "curl-argv").read_text()
+    answers(log, NS_STAYS, "404 {}")
+    stopped(shell, files, env, log)
+    argv = "\n".join(curl_calls(log))
+    assert TOKEN not in argv
     assert f'header = "Authorization: Bearer {TOKEN}"' in (log / "curl-config").read_text()
-    assert "--cacert" in (log / "curl-argv").read_text()
+    assert "--cacert" in argv
     # The API server indents JSON for curl's own user agent, which the parsing does not expect.
-    assert "-A registry-node-trust" in (log / "curl-argv").read_text()
+    assert "-A registry-node-trust" in argv
+    assert "https://10.96.0.1:443/api/v1/namespaces/registry-node-trust" in argv
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("host", ["::1", "fd00:10:96::1"])
+def test_an_ipv6_api_server_is_dialled_in_brackets_as_client_go_does(pod, shell, host):
+    files, log, env = pod
+    answers(log, NS_STAYS, "404 {}")
+    result = stopped(shell, files, {**env, "KUBERNETES_SERVICE_HOST": host}, log)
+    assert result.returncode == 0, result.stderr
+    assert f"https://[{host}]:443/apis/apps/v1/namespaces/registry-node-trust/daemonsets/registry-node-trust" in (
+        "\n".join(curl_calls(log)))
+    assert chroot_runs(log)[-1] == "/host-root|REG_ACTION=delete"
 
 
 def pod_item(name: str, node: str, ready: str, generation: bool = False) -> str:
@@ -160,35 +275,14 @@ PODS = (
 @pytest.mark.parametrize("shell", SHELLS)
 def test_after_giving_its_node_back_a_pod_names_the_nodes_not_ready_in_an_event_on_the_daemon_set(pod, shell):
     files, log, env = pod
-    answers(log, '200 {"metadata":{"name":"registry-node-trust","uid":"ds-uid-1","deletionTimestamp":"x"}}',
-            f"200 {PODS}", "201 {}")
-    result = stopped(shell, files, env)
+    answers(log, NS_STAYS, DS_GOING, f"200 {PODS}", "201 {}")
+    result = stopped(shell, files, env, log)
     assert result.returncode == 0, result.stderr
-    calls = (log / "curl-argv").read_text().splitlines()
-    assert "labelSelector=app.kubernetes.io%2Fname%3Dregistry-node-trust" in calls[1]
+    calls = curl_calls(log)
+    assert "labelSelector=app.kubernetes.io%2Fname%3Dregistry-node-trust" in calls[2]
     events = [c for c in calls if "-X POST" in c]
     assert len(events) == 2, calls
     for event, node in zip(events, ("node-3", "node-4"), strict=True):
         assert f'"name":"registry-node-trust.{node}"' in event and '"uid":"ds-uid-1"' in event
         assert '"type":"Warning"' in event and f"node {node} is not ready" in event
         assert f"node {node} is not ready" in result.stderr
-
-
-@pytest.mark.parametrize("shell", SHELLS)
-def test_with_storage_node_the_data_folder_is_made_and_removed_on_that_node_only(pod, shell):
-    files, log, env = pod
-    for node, expected in (("node-1", ["/host-root|REG_ACTION=create", "/host-root|registry storage"]),
-                           ("node-2", ["/host-root|REG_ACTION=create"])):
-        (log / "chroot").unlink(missing_ok=True)
-        run = subprocess.run([*shell, str(files / "pod.sh"), "create"], env={**env, "STORAGE_NODE": "node-1",
-                             "NODE_NAME": node}, capture_output=True, text=True, timeout=30)
-        assert run.returncode == 0, run.stderr
-        assert chroot_runs(log) == expected
-
-
-@pytest.mark.parametrize("shell", SHELLS)
-def test_a_failed_create_fails_the_init_container_so_kubelet_runs_it_again(pod, shell):
-    files, log, env = pod
-    (log / "fail-once").write_text("")
-    run = subprocess.run([*shell, str(files / "pod.sh"), "create"], env=env, capture_output=True, text=True, timeout=30)
-    assert run.returncode == 1

@@ -355,3 +355,23 @@ def test_an_exec_plugin_named_without_a_path_is_looked_up_on_path_as_in_client_g
                                        "{name: u, user: {exec: {apiVersion: client.authentication.k8s.io/v1, command: aws}}}"))
     merged = merged_kubeconfig(KubeAccess(), {"KUBECONFIG": str(path)})
     assert merged["users"][0]["user"]["exec"]["command"] == "aws"
+
+
+def test_with_node_trust_from_the_cluster_a_node_that_is_down_is_named_before_up_waits_for_it():
+    cluster = FakeCluster(missing={"registry", "registry-node-trust"}, not_ready={"worker-3"})
+    problems, warnings = cluster_problems(settings_from({**BASE, "nodeTrust": "cluster"}, key=None), cluster)
+    assert problems == []
+    assert warnings == [
+        "node worker-3 is not Ready: its node-trust pod cannot take a change of this run (a CA rotation, say) until "
+        "the node is back, and pulumi up then waits for it up to 5 minutes before it fails; every other node takes "
+        "the change meanwhile. Bring the node back, or, if it is gone for good, kubectl delete node worker-3"]
+    assert cluster_problems(settings_from(BASE), cluster) == ([], []), "over SSH, only the listed nodes count"
+
+
+def test_an_up_while_the_daemon_set_of_an_unfinished_destroy_is_still_going_is_refused_saying_what_to_do():
+    cluster = FakeCluster(missing={"registry"}, not_ready={"worker-3"}, deleting={("registry-node-trust", "registry-node-trust")},
+                          labels={"registry-node-trust": earlier_up()})
+    message = refused(run_stack({**BASE, "nodeTrust": "cluster"}, cluster=cluster))
+    assert ("registry:nodeTrust is cluster, and its DaemonSet registry-node-trust/registry-node-trust is still being "
+            "deleted by a pulumi destroy that did not finish (held by the node(s) that are not ready: worker-3)") in message
+    assert "kubectl delete node <name>" in message and "pulumi up to make it anew" in message

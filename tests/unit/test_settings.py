@@ -33,6 +33,7 @@ def test_pulumi_yaml_declares_the_same_defaults_the_code_applies():
     project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
     assert project["name"] == "registry"
     assert project["runtime"] == {"name": "python", "options": {"toolchain": "pip", "virtualenv": "venv"}}
+    assert project["options"] == {"refresh": "always"}, "what was deleted by hand is made again by the next up"
     declared = {k: v for k, v in project["config"].items() if ":" not in k}
     code = settings_from({}, key=None)
     expected = {
@@ -281,7 +282,16 @@ def test_ssh_as_operators_have_it_agent_bastion_passphrase_host_keys():
     assert "registry:sshKeyPassphrase is set without registry:sshPrivateKey" in refusal({"sshKeyPassphrase": "x"}, key=None)
 
 
-@pytest.mark.parametrize("path", ["/var/lib/registry-data", "/srv/registry", "/data/registry", "/mnt/disk1/registry"])
+@pytest.mark.parametrize("path", ["/var/lib/registry-node-trust", "/var/lib/registry-node-trust/x", "/var/lib/kubelet/pods",
+                                  "/var/lib/containerd", "/var/lib/dpkg"])
+def test_a_storage_path_in_a_folder_root_acts_on_is_refused(path):
+    # The node program's own state, given to uid 1000, would let it plant what root runs next.
+    message = refusal({"storage": "node", "storageNode": "cp", "storagePath": path, "sshPrivateKey": "k", "nodes": NODE_LIST})
+    assert f"registry:storagePath {path!r} is inside /var/lib/" in message and "uid 1000" in message, message
+
+
+@pytest.mark.parametrize("path", ["/var/lib/registry-data", "/srv/registry", "/data/registry", "/mnt/disk1/registry",
+                                  "/var/lib/kubelet-registry"])
 def test_storage_path_below_a_data_prefix_is_accepted(path):
     settings = settings_from({"storage": "node", "storageNode": "cp", "storagePath": path, "sshPrivateKey": "k", "nodes": NODE_LIST})
     assert settings.storage_path == path

@@ -140,7 +140,8 @@ def _certificates(service_ip: str) -> tuple[bytes, bytes, bytes]:
     )
     key = ec.generate_private_key(ec.SECP256R1())
     sans = [x509.DNSName(n) for n in ("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc")]
-    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in (LOOPBACK, service_ip)]
+    # ::1 too: tests tell pods an IPv6 address for the API server, forwarded to it (tests/support/forward.py).
+    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in (LOOPBACK, "::1", service_ip)]
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-from collections.abc import Iterator
+import urllib.parse
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from registry.node_script import NodeTrustParams
 from tests.support.engine.cluster import ControlPlane
 from tests.support.engine.project import EngineProject
 from tests.support.engine.stack import Stack
+from tests.support.forward import Forwarder
 from tests.support.kubelet import TestKubelet
 from tests.support.nodes import NEEDED, Node, NodeFactory, Snapshot, make_factory
 from tests.support.registry_server import REGISTRY_TOOL, PodSource, Registry
@@ -85,9 +87,10 @@ class World:
     def daemon_set(self) -> dict | None:
         return self.cluster.api.find(f"/apis/apps/v1/namespaces/{TRUST_NAMESPACE}/daemonsets/{NODE_TRUST_NAME}")
 
-    def trust_pods(self) -> dict[str, dict]:
-        """The DaemonSet's pods, by node."""
-        pods = self.cluster.api.items(f"/api/v1/namespaces/{TRUST_NAMESPACE}/pods")
+    def trust_pods(self, daemon_set: str = NODE_TRUST_NAME) -> dict[str, dict]:
+        """The pods of a DaemonSet (node trust's, or the storage folder's), by node."""
+        selector = urllib.parse.quote(f"app.kubernetes.io/name={daemon_set}")
+        pods = self.cluster.api.items(f"/api/v1/namespaces/{TRUST_NAMESPACE}/pods?labelSelector={selector}")
         return {p["spec"]["nodeName"]: p for p in pods}
 
     def start_registry(self) -> None:
@@ -114,17 +117,27 @@ def pod_ready(pod: dict) -> bool:
 
 
 @contextlib.contextmanager
-def trust_world(bin_dir: Path, root: Path) -> Iterator[World]:
-    """A control plane with its kwok node, TestKubelet, and a created stack; no simulated node yet."""
+def trust_world(bin_dir: Path, root: Path, ipv6: bool = False, played: Callable[[dict], bool] = lambda pod: False,
+                ) -> Iterator[World]:
+    """A control plane with its kwok node, TestKubelet, and a created stack; no simulated node yet.
+
+    `ipv6`: pods are told the API server's address as [::1], forwarded to it. `played`: pods
+    TestKubelet reports Running and Ready without running them (see TestKubelet)."""
     factory = make_factory()
     cluster = ControlPlane(bin_dir, root / "cluster", service_cidr=SERVICE_CIDR, node_names=(KWOK_NODE,),
                            node_grace=NODE_GRACE)
     kubelet: TestKubelet | None = None
     world: World | None = None
+    forwarder: Forwarder | None = None
     try:
         cluster.start()
         cluster.add_volume()
-        kubelet = TestKubelet(cluster.api, root / "kubelet")
+        service = None
+        if ipv6:
+            target = urllib.parse.urlsplit(cluster.api.server)
+            forwarder = Forwarder(("::1", 0), (target.hostname, target.port))
+            service = ("::1", forwarder.port)
+        kubelet = TestKubelet(cluster.api, root / "kubelet", service=service, played=played)
         project = EngineProject(bin_dir, root / "main", cluster.kubeconfig)
         project.create_stack()
         world = World(root, cluster, kubelet, factory, Stack(project), {}, {})
@@ -134,5 +147,7 @@ def trust_world(bin_dir: Path, root: Path) -> Iterator[World]:
             world.registry.stop()
         if kubelet is not None:
             kubelet.stop()
+        if forwarder is not None:
+            forwarder.stop()
         cluster.stop()
         factory.close()
