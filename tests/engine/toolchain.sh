@@ -87,11 +87,11 @@ json.dump(json.load(open("terraform-mapping.json")), open("terraform-mapping-emb
 
 build_control_plane() {
   local missing=0 name
-  for name in kube-apiserver kube-controller-manager kube-scheduler kwok etcd; do
+  for name in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kwok etcd; do
     [ -x "$bin/$name" ] || missing=1
   done
   [ "$missing" = 0 ] && return 0
-  say "building kube-apiserver, kube-controller-manager, kube-scheduler $KUBERNETES_VERSION, kwok and etcd"
+  say "building kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy $KUBERNETES_VERSION, kwok and etcd"
   stage control-plane
   local minor=${KUBERNETES_VERSION#v1.}
   minor=${minor%%.*}
@@ -101,7 +101,8 @@ build_control_plane() {
   ldflags="$ldflags -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
   (cd "$src/control-plane" && go build -o "$bin/" -ldflags "$ldflags" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-    k8s.io/kubernetes/cmd/kube-scheduler sigs.k8s.io/kwok/cmd/kwok &&
+    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy \
+    sigs.k8s.io/kwok/cmd/kwok &&
     go build -o "$bin/etcd" ./etcd)
   # kwok plays kubelets by stages it reads from its config; these are the
   # project's own "fast" stages, from the same module zip.
@@ -114,6 +115,14 @@ build_control_plane() {
     printf -- '---\n'
     cat "$kwok_dir/kustomize/stage/$stage.yaml"
   done > "$bin/kwok.yaml"
+}
+
+# crictl, the CRI's client, for the real node's containerd: a module of its own.
+build_crictl() {
+  [ -x "$bin/crictl" ] && return 0
+  say "building crictl $(awk '$1 == "require" && $2 == "sigs.k8s.io/cri-tools" { print $3 }' "$modules/crictl/go.mod")"
+  stage crictl
+  (cd "$src/crictl" && go build -o "$bin/crictl" sigs.k8s.io/cri-tools/cmd/crictl)
 }
 
 # The parts the chain needs that the proxy does not serve. Each line is the
@@ -140,6 +149,7 @@ probe_unavailable() {
 build_pulumi
 build_kubernetes_provider
 build_control_plane
+build_crictl
 probe_unavailable
 {
   echo "pulumi $PULUMI_VERSION"
@@ -147,6 +157,7 @@ probe_unavailable
   echo "kubernetes $KUBERNETES_VERSION"
   echo "kwok $(cd "$src/control-plane" && go list -m -f '{{.Version}}' sigs.k8s.io/kwok)"
   echo "etcd $(cd "$src/control-plane" && go list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)"
+  echo "crictl $(cd "$src/crictl" && go list -m -f '{{.Version}}' sigs.k8s.io/cri-tools)"
 } > "$bin/VERSIONS"
 touch "$bin/.complete"
 echo "$bin"

@@ -1,11 +1,14 @@
 """TestKubelet: a small stand-in for kubelet, for the simulated nodes of tests/support/nodes.py.
 
-Why not the real kubelet: it builds from the Go module proxy (k8s.io/kubernetes
-v1.36.3, cmd/kubelet), but running it needs a container runtime with images,
-a CNI and cgroups per node, where the images (the DaemonSet's curl image) come
-only from Docker Hub, which this machine cannot reach. So the container's
-command runs as a kubelet would start it, on the node's own files, and the
-rest of the pod's life is played here, as the API server sees a kubelet play it:
+The real kubelet runs in tests/engine/test_real_node.py (tests/support/real_node.py:
+kubelet, kube-proxy, containerd and runc, with images made here): what a kubelet or
+a container runtime decides is shown there. This stand-in stays where a real node
+cannot be had cheaply on this machine: many nodes at once (tests/engine/test_cluster_trust.py
+runs four, bench/cluster_trust.py eight), a node cut off from the API server at
+destroy, a node whose node program fails, an IPv6 API server address, a namespace
+deleted by hand (tests/engine/test_give_back.py). It runs the container's command
+on the node's own files, and plays the rest of the pod's life as the API server
+sees a kubelet play it:
 
 - it registers a Node object and keeps its Ready condition fresh;
 - it follows the API server's pods bound to its nodes, runs their init

@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 import textwrap
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -210,26 +211,32 @@ class Node:
 
     def snapshot(self, roots=SNAPSHOT_ROOTS, extra=("/var/lib/registry-node-trust",)) -> Snapshot:
         """Every file, directory and link under `roots`: bytes, mode and owner (not times)."""
-        found: Snapshot = {}
-        for root in (*roots, *extra):
-            base = self.path(root)
-            if not os.path.lexists(base):
-                continue
-            for dirpath, dirnames, filenames in os.walk(base):
-                for name in [*dirnames, *filenames, ""]:
-                    full = os.path.join(dirpath, name) if name else dirpath
-                    st = os.lstat(full)
-                    if stat.S_ISLNK(st.st_mode):
-                        kind, content = "link", os.readlink(full).encode()
-                    elif stat.S_ISDIR(st.st_mode):
-                        kind, content = "dir", b""
-                    else:
-                        kind = "file"
-                        with open(full, "rb") as f:
-                            content = f.read()
-                    rel = root + full[len(str(base)):]
-                    found[rel] = Entry(kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, content)
-        return found
+        return snapshot(self.path, (*roots, *extra))
+
+
+def snapshot(resolve: Callable[[str], Path], roots: tuple[str, ...]) -> Snapshot:
+    """Every file, directory and link under `roots` of a node whose paths `resolve` gives:
+    bytes, mode and owner (not times)."""
+    found: Snapshot = {}
+    for root in roots:
+        base = resolve(root)
+        if not os.path.lexists(base):
+            continue
+        for dirpath, dirnames, filenames in os.walk(base):
+            for name in [*dirnames, *filenames, ""]:
+                full = os.path.join(dirpath, name) if name else dirpath
+                st = os.lstat(full)
+                if stat.S_ISLNK(st.st_mode):
+                    kind, content = "link", os.readlink(full).encode()
+                elif stat.S_ISDIR(st.st_mode):
+                    kind, content = "dir", b""
+                else:
+                    kind = "file"
+                    with open(full, "rb") as f:
+                        content = f.read()
+                rel = root + full[len(str(base)):]
+                found[rel] = Entry(kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, content)
+    return found
 
 
 def _jks_certificates(content: bytes) -> list[str]:

@@ -122,7 +122,7 @@ def _key_pem(key) -> bytes:
     )
 
 
-def _certificates(service_ip: str) -> tuple[bytes, bytes, bytes]:
+def _certificates(service_ip: str, extra_ips: tuple[str, ...] = ()) -> tuple[bytes, bytes, bytes]:
     """A CA, and the API server's serving certificate signed by it, as PEM: (ca, cert, key)."""
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -141,7 +141,7 @@ def _certificates(service_ip: str) -> tuple[bytes, bytes, bytes]:
     key = ec.generate_private_key(ec.SECP256R1())
     sans = [x509.DNSName(n) for n in ("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc")]
     # ::1 too: tests tell pods an IPv6 address for the API server, forwarded to it (tests/support/forward.py).
-    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in (LOOPBACK, "::1", service_ip)]
+    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in (LOOPBACK, "::1", service_ip, *extra_ips)]
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
@@ -173,15 +173,19 @@ class ControlPlane:
 
     def __init__(
         self, bin_dir: Path, root: Path, service_cidr: str, node_names: tuple[str, ...] = ("node-1", "node-2"),
-        node_grace: str | None = None,
+        node_grace: str | None = None, advertise: str | None = None,
     ):
         """`node_grace`: how long a node may go without a heartbeat before the node
-        controller marks it NotReady (kube-controller-manager's default otherwise)."""
+        controller marks it NotReady (kube-controller-manager's default otherwise).
+        `advertise`: the address the API server gives as the `kubernetes` Service's
+        endpoint (a real node's, where it is forwarded to the API server:
+        tests/support/real_node.py); without it, that Service has no endpoint."""
         self.bin = bin_dir
         self.root = root
         self.service_cidr = service_cidr
         self.node_names = node_names
         self.node_grace = node_grace
+        self.advertise = advertise
         self.processes: list[tuple[str, subprocess.Popen]] = []
         self.kubeconfig = root / "kubeconfig"
         self.token = secrets.token_hex(16)
@@ -204,7 +208,7 @@ class ControlPlane:
         self.root.mkdir(parents=True, exist_ok=True)
         # The first address of the range is the API server's own Service.
         service_ip = str(next(ipaddress.ip_network(self.service_cidr).hosts()))
-        ca, cert, key = _certificates(service_ip)
+        ca, cert, key = _certificates(service_ip, (self.advertise,) if self.advertise else ())
         files = {"ca.crt": ca, "apiserver.crt": cert, "apiserver.key": key}
         sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         files["sa.key"] = _key_pem(sa_key)
@@ -232,7 +236,7 @@ class ControlPlane:
         self._spawn("kube-apiserver", [
             f"--etcd-servers={etcd_url}",
             f"--service-cluster-ip-range={self.service_cidr}",
-            f"--bind-address={LOOPBACK}", f"--advertise-address={LOOPBACK}", f"--secure-port={api_port}",
+            f"--bind-address={LOOPBACK}", f"--advertise-address={self.advertise or LOOPBACK}", f"--secure-port={api_port}",
             f"--tls-cert-file={self.root / 'apiserver.crt'}", f"--tls-private-key-file={self.root / 'apiserver.key'}",
             f"--client-ca-file={self.root / 'ca.crt'}",
             f"--token-auth-file={self.root / 'tokens.csv'}",
@@ -240,9 +244,9 @@ class ControlPlane:
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={self.root / 'sa.pub'}",
             f"--service-account-signing-key-file={self.root / 'sa.key'}",
-            # A loopback advertise address is not a valid Endpoints address;
-            # nothing in the tests dials the `kubernetes` Service.
-            "--endpoint-reconciler-type=none",
+            # A loopback advertise address is not a valid Endpoints address: without a
+            # real node's, nothing dials the `kubernetes` Service.
+            f"--endpoint-reconciler-type={'lease' if self.advertise else 'none'}",
             "--allow-privileged=true",
             f"--cert-dir={self.root / 'apiserver-certs'}",
         ])

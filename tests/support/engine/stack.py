@@ -8,7 +8,7 @@ from typing import Any
 
 from tests.support.engine.program import MATERIAL
 from tests.support.engine.project import EngineProject
-from tests.support.stack import ProviderState, StackRun, run_stack
+from tests.support.stack import FakeCluster, ProviderState, StackRun, run_stack
 
 
 @dataclass
@@ -19,6 +19,9 @@ class Stack:
     config: dict[str, Any] = field(default_factory=dict)
     state: ProviderState = field(default_factory=ProviderState)
     run: StackRun | None = None
+    # The cluster as the program reads it when the material is made (its nodes' addresses
+    # go into the server certificate); by default one that fits.
+    cluster: FakeCluster | None = None
 
     def configure(self, **changes: Any) -> StackRun:
         """Set `changes` (keys without `registry:`) in the stack, with the material that config makes.
@@ -28,7 +31,7 @@ class Stack:
         pulumi-tls and pulumi-random, only what a change touches is new.
         """
         self.config.update(changes)
-        run = run_stack(self.config, self.state)
+        run = run_stack(self.config, self.state, cluster=self.cluster)
         assert run.error is None, run.error
         for key, value in changes.items():
             self.project.set(f"registry:{key}", value, secret=key in ("sshPrivateKey", "imagePullSecret"))
