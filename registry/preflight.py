@@ -52,10 +52,14 @@ from .settings import KubeAccess, Settings, SettingsError
 from .trust_pod import ROLLOUT_TIMEOUT_SECONDS
 from .validators import is_ip
 
-# Seconds for each read: a first `pulumi preview` must not hang on a dead cluster.
-READ_TIMEOUT = 10
+# Seconds to connect to the API server, and to wait for each answer, with no retry:
+# a first `pulumi preview` must not hang on a dead cluster (the client's own retries
+# made one wait 89 s).
+CONNECT_TIMEOUT = 3
+READ_TIMEOUT = 5
 
 DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
+NO_PROVISIONER = "kubernetes.io/no-provisioner"
 # A certificate from tlsSecret closer than this to its end gets a warning at every run.
 EXPIRY_WARNING = datetime.timedelta(days=21)
 
@@ -77,6 +81,14 @@ class ClusterView(Protocol):
 
     def storage_classes(self) -> dict[str, bool]:
         """Every StorageClass, by name: whether it is the cluster's default."""
+        ...
+
+    def unprovisioned_classes(self) -> set[str]:
+        """The StorageClasses no provisioner makes volumes for (kubernetes.io/no-provisioner)."""
+        ...
+
+    def available_volumes(self, storage_class: str) -> list[str]:
+        """The capacities of the Available PersistentVolumes of that class a ReadWriteOnce claim can bind."""
         ...
 
     def services(self) -> list[ServiceView]:
@@ -238,7 +250,7 @@ def with_node_addresses(settings: Settings, cluster: ClusterView) -> Settings:
     """nodeTrust cluster with no `nodes`: a workstation reaches the node port on the
     cluster's nodes, by the InternalIP `kubectl get nodes -o wide` shows; they are
     the external endpoints and in the server certificate."""
-    if settings.node_trust != "cluster" or settings.nodes:
+    if settings.node_trust != "cluster" or settings.nodes or not settings.cluster_check:
         return settings
     try:
         reported = cluster.node_addresses()
@@ -256,6 +268,12 @@ def with_node_addresses(settings: Settings, cluster: ClusterView) -> Settings:
                 f"node {node} reports the InternalIP {address!r}, which is not an IP address: it is left out of "
                 "externalEndpoints and the server certificate"
             )
+    if not addresses:
+        pulumi.log.warn(
+            "no node of the cluster reports an InternalIP, so externalEndpoints is empty and a workstation has no "
+            f"address to reach the node port {settings.node_port} by; list registry:nodes with the addresses a "
+            "workstation reaches them by (kubectl get nodes -o wide)"
+        )
     return dataclasses.replace(settings, cluster_node_hosts=tuple(addresses))
 
 
@@ -401,7 +419,45 @@ def _storage_class(settings: Settings, cluster: ClusterView) -> list[str]:
             "registry:storageNode; for PersistentVolumes made by hand, give them a StorageClass and set "
             "registry:storageClass to it"
         ]
-    return []
+    chosen = settings.storage_class or next((name for name, default in classes.items() if default), None)
+    if claimed or chosen is None or chosen not in cluster.unprovisioned_classes():
+        return []
+    # No provisioner makes a volume for this class: only one made by hand can bind the claim.
+    wanted = quantity_bytes(settings.storage_size)
+    if any(quantity_bytes(size) >= wanted for size in cluster.available_volumes(chosen)):
+        return []
+    return [
+        f"registry:storage is pvc, and the StorageClass {chosen!r} has no provisioner (kubernetes.io/no-provisioner) "
+        f"and no Available PersistentVolume of {settings.storage_size} or more that a ReadWriteOnce claim can bind "
+        "(kubectl get pv): the claim would wait and pulumi up time out. Make one of that class, lower "
+        "registry:storageSize to one there is, or set registry:storage node with registry:storageNode"
+    ]
+
+
+_UNITS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+          "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}  # fmt: skip
+
+
+def quantity_bytes(quantity: str) -> float:
+    """A Kubernetes storage quantity (10Gi, 500M) in bytes."""
+    number = quantity.rstrip("".join(set("".join(_UNITS))))
+    return float(number) * _UNITS[quantity[len(number) :]]
+
+
+def unreachable(server: str, error: Exception) -> str:
+    """Why the API server at `server` gave no answer, in one line a user can act on."""
+    from urllib3 import exceptions
+
+    reason = getattr(error, "reason", None) or error
+    if isinstance(reason, exceptions.ConnectTimeoutError):
+        return f"the API server at {server} did not accept a connection within {CONNECT_TIMEOUT} s"
+    if isinstance(reason, exceptions.ReadTimeoutError | TimeoutError):
+        return f"the API server at {server} did not answer within {READ_TIMEOUT} s"
+    if isinstance(reason, exceptions.NewConnectionError | ConnectionRefusedError):
+        return f"nothing answers at {server} (connection refused)"
+    if isinstance(reason, exceptions.SSLError):
+        return f"the API server at {server} failed TLS: {str(reason).splitlines()[0][:200]}"
+    return f"{server}: {type(reason).__name__}: {str(reason).splitlines()[0][:200] if str(reason) else ''}"
 
 
 class Unreachable:
@@ -425,7 +481,21 @@ def connect(settings: Settings) -> ClusterView:
 
 def check_cluster(settings: Settings, cluster: ClusterView) -> None:
     """Refuse, before any resource is registered, a config that this cluster would
-    half-apply, with every problem at once."""
+    half-apply, with every problem at once.
+
+    A cluster that cannot be read is a warning for a preview, and stops `up`:
+    pulumi-kubernetes would then create what it can and fail half-way. Where it
+    reaches the cluster in a way this check cannot (an auth plugin it cannot
+    run), registry:clusterCheck false skips the check, with a warning each run."""
+    if not settings.cluster_check:
+        pulumi.log.warn(
+            "registry:clusterCheck is false: the cluster was not read before creating anything, so nothing of "
+            "what docs/configuration.md lists was checked (namespaces, Services, storage, nodes)"
+        )
+        problems = read_tls_secret(settings, cluster)[0] if settings.tls_secret is not None else []
+        if problems:
+            raise SettingsError("the cluster does not fit the config; nothing was created:\n  " + "\n  ".join(problems))
+        return
     try:
         problems, warnings = cluster_problems(settings, cluster)
         if settings.tls_secret is not None:
@@ -433,7 +503,17 @@ def check_cluster(settings: Settings, cluster: ClusterView) -> None:
     except CannotRead as reason:
         if settings.tls_secret is not None:
             raise _unreadable_tls_secret(settings, reason) from None
-        pulumi.log.warn(f"could not read the cluster to check the config before creating anything ({reason}); going on")
+        if not pulumi.runtime.is_dry_run():
+            raise SettingsError(
+                f"could not read the cluster to check the config before creating anything ({reason}); nothing "
+                "was created. Check that kubectl reaches it with the same kubeconfig and context "
+                "(kubectl get namespaces); where pulumi-kubernetes reaches it in a way this check cannot, set "
+                "registry:clusterCheck false"
+            ) from None
+        pulumi.log.warn(
+            f"could not read the cluster to check the config before creating anything ({reason}); "
+            "pulumi up will stop here unless it can"
+        )
         problems, warnings = [], []
     for warning in warnings:
         pulumi.log.warn(warning)
@@ -517,6 +597,7 @@ class KubernetesView:
     def __init__(self, api_client):
         from kubernetes import client
 
+        self.server = api_client.configuration.host
         self._core = client.CoreV1Api(api_client)
         self._apps = client.AppsV1Api(api_client)
         self._storage = client.StorageV1Api(api_client)
@@ -529,8 +610,8 @@ class KubernetesView:
 
         try:
             merged = merged_kubeconfig(access, os.environ)
+            configuration = Configuration()
             if merged is None:
-                configuration = Configuration()
                 try:
                     kube_config.load_incluster_config(client_configuration=configuration)
                 except kube_config.ConfigException:
@@ -538,8 +619,13 @@ class KubernetesView:
                         "no kubeconfig (kubernetes:kubeconfig, $KUBECONFIG or ~/.kube/config), "
                         "and not running in a cluster"
                     ) from None
-                return cls(ApiClient(configuration))
-            return cls(kube_config.new_client_from_config_dict(merged, access.context))
+            else:
+                kube_config.load_kube_config_from_dict(
+                    merged, context=access.context, client_configuration=configuration
+                )
+            # One try per read: the timeouts bound it (urllib3 would retry three times).
+            configuration.retries = False  # pyright: ignore[reportAttributeAccessIssue]  (set in __init__, not declared)
+            return cls(ApiClient(configuration))
         except CannotRead:
             raise
         except Exception as error:  # a kubeconfig that does not load is pulumi-kubernetes' to report
@@ -550,13 +636,13 @@ class KubernetesView:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            return call(*args, _request_timeout=READ_TIMEOUT, **kwargs)
+            return call(*args, _request_timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), **kwargs)
         except ApiException as error:
             if error.status == 404:
                 return None
             raise CannotRead(f"{error.status} {error.reason}") from None
         except Exception as error:  # connection refused, timeout, TLS
-            raise CannotRead(str(error).splitlines()[0] if str(error) else type(error).__name__) from None
+            raise CannotRead(unreachable(self.server, error)) from None
 
     def namespace_labels(self, name: str) -> dict[str, str] | None:
         namespace = self._read(self._core.read_namespace, name)
@@ -633,6 +719,20 @@ class KubernetesView:
             item.metadata.name: (item.metadata.annotations or {}).get(DEFAULT_CLASS_ANNOTATION) == "true"
             for item in classes.items
         }
+
+    def unprovisioned_classes(self) -> set[str]:
+        classes = self._read(self._storage.list_storage_class)
+        return {item.metadata.name for item in classes.items if item.provisioner == NO_PROVISIONER}
+
+    def available_volumes(self, storage_class: str) -> list[str]:
+        volumes = self._read(self._core.list_persistent_volume)
+        return [
+            (item.spec.capacity or {}).get("storage", "0")
+            for item in volumes.items
+            if item.spec.storage_class_name == storage_class
+            and (item.status.phase if item.status else None) == "Available"
+            and "ReadWriteOnce" in (item.spec.access_modes or [])
+        ]
 
 
 # Fields of a kubeconfig that name files, which client-go resolves against the

@@ -231,8 +231,13 @@ def deploy(settings: Settings, material: Material, nodes: NodeSteps = lambda ser
     return Deployed(workload=workload, pull_secrets=pull_secrets)
 
 
+def external_endpoint(settings: Settings) -> str:
+    """Where a workstation pushes: the first external endpoint, else the name nodes use."""
+    return settings.external_endpoints[0] if settings.external_endpoints else settings.endpoint
+
+
 def login_command(settings: Settings) -> str:
-    target = settings.external_endpoints[0] if settings.external_endpoints else settings.endpoint
+    target = external_endpoint(settings)
     return (
         f"pulumi stack output password --show-secrets | docker login {shlex.quote(target)} "
         f"--username {shlex.quote(settings.users[0])} --password-stdin"
@@ -246,6 +251,7 @@ def stack_outputs(settings: Settings, material: Material, deployed: Deployed) ->
     return {
         "endpoint": settings.endpoint,
         "externalEndpoints": settings.external_endpoints,
+        "externalEndpoint": external_endpoint(settings),
         "clusterIp": deployed.workload.cluster_ip,
         "username": username,
         "password": pulumi.Output.secret(material.passwords[username]),

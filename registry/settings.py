@@ -253,6 +253,8 @@ class Settings:
     # Or a kubernetes.io/tls Secret the user keeps in the cluster (cert-manager's,
     # say), as (namespace, name): read and checked by registry/preflight.py.
     tls_secret: tuple[str, str] | None = None
+    # Whether the program reads the cluster before it creates anything (registry/preflight.py).
+    cluster_check: bool = True
     kube: KubeAccess = KubeAccess()
     # nodeTrust cluster without `nodes`: the cluster's nodes' addresses (registry/preflight.py).
     cluster_node_hosts: tuple[str, ...] = ()
@@ -428,6 +430,12 @@ TABLE: tuple[Key, ...] = (
     Key("tlsKey", text, None, "Its private key (PEM).", secret=True),
     Key("tlsCa", text, None, "The CA certificate(s) nodes trust for it."),
     Key("tlsSecret", secret_reference, None, "<namespace>/<name> of a kubernetes.io/tls Secret to serve instead."),
+    Key(
+        "clusterCheck",
+        boolean,
+        True,
+        "Read the cluster before anything is created; false where it cannot be read as pulumi-kubernetes reads it.",
+    ),
     Key("sshAgent", boolean, False, "Use the keys of the ssh-agent at SSH_AUTH_SOCK."),
     Key(
         "sshBastion",
@@ -729,6 +737,12 @@ RULES: tuple[Callable[[Parsed], None], ...] = (
 def warnings(settings: Settings) -> list[str]:
     """What the program says at every run about settings it accepts but would not choose."""
     found = []
+    if settings.node_trust == "ssh" and not settings.nodes:
+        found.append(
+            "registry:nodeTrust is ssh and registry:nodes lists no node, so no node will trust the registry or "
+            "resolve its name (pods cannot pull from it); set registry:nodeTrust cluster for a DaemonSet on every "
+            "node, or list the nodes (README.md, Over SSH instead)"
+        )
     if settings.node_trust == "cluster" and not is_pinned(settings.node_trust_image):
         found.append(
             f"registry:nodeTrustImage {settings.node_trust_image} is a tag, not a digest: whoever can push that tag "

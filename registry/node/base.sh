@@ -55,3 +55,6 @@ OWNER="$REG_STACK $REG_ENTRY"
 CA_BASE="registry-node-trust-$REG_NAME-$REG_PORT"
 K3S_REGISTRIES=/etc/rancher/k3s/registries.yaml
 K3S_CA="/etc/rancher/k3s/registry-node-trust/$ID/ca.crt"
+# k3s's own containerd reads hosts.toml here at each pull (k3s makes it its config_path):
+# trust without a restart, which k3d's nodes (k3s as pid 1, no init system) cannot do.
+K3S_CERTS_D=/var/lib/rancher/k3s/agent/etc/containerd/certs.d

@@ -118,9 +118,19 @@ check_k3s() {
 }
 
 step_k3s() {
+  local live
   want_runtime k3s || return 0
   k3s_registry_entry "$K3S_CA" >"$WORK/entry"
-  if differs "$WORK/ca.crt" "$K3S_CA"; then owe restart-k3s; fi
+  # Where k3s's containerd reads hosts.toml live, that is where trust takes effect;
+  # registries.yaml carries it over k3s's next start, which needs no restart now.
+  live=""
+  if [ -d "$K3S_CERTS_D" ]; then
+    live=1
+    hosts_toml "$K3S_CERTS_D/$ID/ca.crt" >"$WORK/k3s-hosts.toml"
+    install_file "$WORK/ca.crt" "$K3S_CERTS_D/$ID/ca.crt" || true
+    install_file "$WORK/k3s-hosts.toml" "$K3S_CERTS_D/$ID/hosts.toml" || true
+  fi
+  if differs "$WORK/ca.crt" "$K3S_CA" && [ -z "$live" ]; then owe restart-k3s; fi
   install_file "$WORK/ca.crt" "$K3S_CA" || true
   if [ ! -f "$K3S_REGISTRIES" ]; then
     record "created $K3S_REGISTRIES"
@@ -131,7 +141,7 @@ step_k3s() {
   printf 'block %s\n' "$K3S_REGISTRIES" >>"$WORK/desired"
   filter_block create "$K3S_REGISTRIES" >"$WORK/k3s"
   if ! cmp -s "$WORK/k3s" "$K3S_REGISTRIES"; then
-    owe restart-k3s
+    if [ -z "$live" ]; then owe restart-k3s; fi
     replace_keeping_attrs "$K3S_REGISTRIES" "$WORK/k3s"
   fi
   record "restart k3s"

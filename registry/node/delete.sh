@@ -64,10 +64,11 @@ undo_all() {
       "file "*)
         dest=${entry#file }
         if is_store_file "$dest" && [ -e "$dest" ]; then removing_store_file "$dest"; fi
-        case $dest in /etc/rancher/k3s/*) [ -e "$dest" ] && owe restart-k3s ;; esac
+        # k3s forgets a CA only at its start, unless its containerd reads certs.d live.
+        case $dest in /etc/rancher/k3s/*) [ -e "$dest" ] && [ ! -d "$K3S_CERTS_D" ] && owe restart-k3s ;; esac
         revert_file "$dest" || true ;;
       "block "*)
-        if remove_block "${entry#block }"; then owe restart-k3s; fi ;;
+        if remove_block "${entry#block }" && [ ! -d "$K3S_CERTS_D" ]; then owe restart-k3s; fi ;;
       "dir "*) rmdir "${entry#dir }" 2>/dev/null || true ;;
     esac
     # "restart containerd" stays until the end: the restart below needs it.

@@ -183,7 +183,7 @@ def test_stack_output_gives_the_outputs_contract(engine):
     endpoints = [f"{n.address}:30500" for n in engine.nodes]
     assert plain.get("password") == "[secret]" and plain.get("credentials") == "[secret]", plain
     assert shown["endpoint"] == "image-registry:5000"
-    assert shown["externalEndpoints"] == endpoints
+    assert shown["externalEndpoints"] == endpoints and shown["externalEndpoint"] == endpoints[0]
     assert shown["clusterIp"] == CLUSTER_IP
     assert shown["username"] == "admin"
     passwords = material(engine.run, ["admin"])["passwords"][0]
@@ -594,8 +594,7 @@ def run_readme_lines(tmp_path: Path, lines: list[str]) -> tuple[Path, Path, dict
     bin_dir = toolchain_dir()
     project = tmp_path / "registry"
     shutil.copytree(ROOT, project, ignore=shutil.ignore_patterns(".git", ".venv", "venv", "__pycache__", "Pulumi.*.yaml"))
-    for committed in ("Pulumi.example.yaml", "Pulumi.dev.yaml"):  # not the developer's own stacks
-        shutil.copy(ROOT / committed, project)
+    shutil.copy(ROOT / "Pulumi.example.yaml", project)  # the one committed stack file, not the developer's own
     home = tmp_path / "home"
     (home / ".ssh").mkdir(parents=True)
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(home / ".ssh" / "id_ed25519")], check=True)
@@ -614,19 +613,25 @@ def run_readme_lines(tmp_path: Path, lines: list[str]) -> tuple[Path, Path, dict
 
 
 def test_the_readmes_first_run_without_ssh_is_six_commands_and_sets_up_the_dev_stack_with_the_real_cli(tmp_path):
-    """Up to `pulumi up`, as written: the committed Pulumi.dev.yaml makes a stack that needs no
-    SSH, no node list and no key. (`up` itself needs pulumi-language-python, which the module
-    proxy does not serve; tests/engine/test_cluster_trust.py runs this config's `up`.)"""
+    """Up to `pulumi up`, as written: a stack that needs no SSH, no node list and no key, whose
+    file git leaves alone. (`up` itself needs pulumi-language-python, which the module proxy does
+    not serve; tests/engine/test_cluster_trust.py and test_real_node.py run this config's `up`.)"""
     lines = readme_block("## First run")
-    assert len(lines) <= 6, "from a clean clone to a push in at most six commands"
-    assert lines[0].startswith("git clone ") and lines[2] == "pulumi stack select --create dev && pulumi install && pulumi up"
+    assert len(lines) <= 9, "from a clean clone to a push in at most nine commands"
+    assert lines[0].startswith("git clone ")
+    assert lines[2] == "pulumi stack init dev && pulumi config set registry:nodeTrust cluster && pulumi install && pulumi up"
     assert not any("ssh" in line.lower() for line in lines)
-    _, home, config = run_readme_lines(tmp_path, [lines[1], "pulumi stack select --create dev"])
-    # The stack's own file sets nodeTrust; `pulumi config` lists Pulumi.yaml's defaults beside it.
+    project, home, config = run_readme_lines(tmp_path, [lines[1], lines[2].split(" && pulumi install")[0]])
     assert config["nodeTrust"] == "cluster" and "nodes" not in config and "sshPrivateKey" not in config
     settings = parse_settings({k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}.get, {})
     assert settings.node_trust == "cluster" and settings.nodes == () and settings.ssh_private_key is None
     assert list((home / ".pulumi" / "stacks").rglob("dev.json")), "the stack's state in the file backend"
+    stack_file = project / "Pulumi.dev.yaml"
+    assert "encryptionsalt:" in stack_file.read_text()
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    ignored = subprocess.run(["git", "check-ignore", "Pulumi.dev.yaml", "Pulumi.example.yaml"], cwd=project,
+                             capture_output=True, text=True)
+    assert ignored.stdout.split() == ["Pulumi.dev.yaml"], "git leaves the stack's own file alone"
 
 
 def test_the_readmes_ssh_run_sets_up_a_stack_with_the_real_cli_as_written(tmp_path):

@@ -333,6 +333,28 @@ def test_k3s_gets_registries_yaml_and_one_restart_per_change(nodes, program):
     assert diff(before, node.snapshot()) == []
 
 
+# k3d: k3s as the node's pid 1, with neither systemctl nor rc-service, and k3s's own
+# containerd reading hosts.toml under its agent folder.
+K3D = (FAKE_K3S + "rm -f /usr/local/sbin/systemctl /usr/bin/systemctl /bin/systemctl\n"
+       "mkdir -p /var/lib/rancher/k3s/agent/etc/containerd/certs.d\n")
+
+
+def test_a_k3d_node_trusts_at_once_through_k3s_certs_d_with_no_restart_and_is_given_back(nodes, program):
+    node = nodes.start(K3D)
+    before = node.snapshot(extra=("/var/lib/registry-node-trust", "/var/lib/rancher"))
+    result = ok(run(node, program.create()))
+    assert "by hand" not in result.stderr, result.stderr
+    live = f"/var/lib/rancher/k3s/agent/etc/containerd/certs.d/{ID}"
+    assert f'ca = "{live}/ca.crt"' in node.read(f"{live}/hosts.toml").decode()
+    assert node.read(f"{live}/ca.crt").decode().strip() == program.ca.strip()
+    assert f'"{ID}":' in node.read("/etc/rancher/k3s/registries.yaml").decode(), "for k3s's next start"
+    assert node.restarts() == []
+    ok(run(node, program.create()))
+    result = ok(run(node, program.delete()))
+    assert "by hand" not in result.stderr, result.stderr
+    assert diff(before, node.snapshot(extra=("/var/lib/registry-node-trust", "/var/lib/rancher"))) == []
+
+
 def test_k3s_registries_yaml_with_mirrors_keeps_them(nodes, program):
     mirrors = b'mirrors:\n  docker.io:\n    endpoint:\n      - "https://mirror.example.internal"\n'
     node = nodes.start(FAKE_K3S)

@@ -425,6 +425,9 @@ class FakeCluster:
     not_ready: set[str] = field(default_factory=set)
     # (namespace, name) of DaemonSets that carry a deletionTimestamp.
     deleting: set[tuple[str, str]] = field(default_factory=set)
+    # Classes without a provisioner, and the capacities of the Available volumes of each.
+    unprovisioned: set[str] = field(default_factory=set)
+    volumes: dict[str, list[str]] = field(default_factory=dict)
 
     def _read(self) -> None:
         if self.unreadable:
@@ -453,6 +456,14 @@ class FakeCluster:
     def node_addresses(self) -> dict[str, str]:
         self._read()
         return dict(self.addresses)
+
+    def unprovisioned_classes(self) -> set[str]:
+        self._read()
+        return set(self.unprovisioned)
+
+    def available_volumes(self, storage_class: str) -> list[str]:
+        self._read()
+        return list(self.volumes.get(storage_class, []))
 
     def not_ready_nodes(self) -> list[str]:
         self._read()
@@ -484,6 +495,7 @@ def run_stack(
     allocated_ip: str = DEFAULT_ALLOCATED_IP,
     cluster: FakeCluster | None = None,
     warnings: list[str] | None = None,
+    preview: bool = False,
 ) -> StackRun:
     """Run __main__.py once with `config` (keys without the `registry:` prefix),
     against `cluster` as the cluster the program checks before it creates anything.
@@ -505,7 +517,7 @@ def run_stack(
         mocks = EmulatingMocks(state, allocated_ip)
         monitor = RecordingMonitor(mocks)
         pulumi.runtime.set_mocks(
-            mocks, project="registry", stack="test", preview=False, monitor=monitor, organization="organization"
+            mocks, project="registry", stack="test", preview=preview, monitor=monitor, organization="organization"
         )
         # As pulumi.runtime.test does: outputs made outside this run belong to
         # another event loop, and waiting for them would hang.

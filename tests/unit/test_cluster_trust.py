@@ -286,3 +286,11 @@ def test_only_ip_addresses_a_node_reports_become_endpoints_and_the_login_line_is
         "node b reports the InternalIP 'registry-1.docker.io', which is not an IP address: it is left out of "
         "externalEndpoints and the server certificate",
     ]
+
+
+def test_nodes_that_report_no_internal_ip_leave_no_external_endpoint_and_are_warned_of():
+    cluster = FakeCluster(missing={"registry", TRUST_NS}, ranges=["10.96.0.0/12"], addresses={})
+    warned: list[str] = []
+    run = run_stack(CLUSTER, cluster=cluster, warnings=warned)
+    assert run.error is None and run.outputs["externalEndpoints"] == []
+    assert any(w.startswith("no node of the cluster reports an InternalIP") for w in warned), warned

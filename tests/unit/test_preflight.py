@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import threading
+import time
 
 import pytest
 
@@ -103,10 +106,61 @@ def test_storage_that_needs_no_class_does_not_read_classes(storage):
     assert problems == [] and warnings == []
 
 
-def test_a_cluster_that_cannot_be_read_is_skipped_and_the_program_goes_on():
-    run = run_stack(BASE, cluster=FakeCluster(unreadable=True))
-    assert run.error is None
-    assert run.of_type("kubernetes:core/v1:Namespace")
+def test_a_cluster_that_cannot_be_read_is_a_warning_for_preview_and_stops_up_before_anything_is_created():
+    warned: list[str] = []
+    preview = run_stack(BASE, cluster=FakeCluster(unreadable=True), preview=True, warnings=warned)
+    assert preview.error is None and preview.of_type("kubernetes:core/v1:Namespace")
+    assert any("could not read the cluster" in w and "pulumi up will stop here" in w for w in warned), warned
+    message = refused(run_stack(BASE, cluster=FakeCluster(unreadable=True)))
+    assert message.startswith("could not read the cluster to check the config before creating anything "
+                              "(dial tcp 127.0.0.1:6443: connect: connection refused); nothing was created")
+    assert "registry:clusterCheck false" in message
+
+
+def test_with_cluster_check_false_nothing_is_read_and_every_run_says_so():
+    cluster = FakeCluster(unreadable=True)
+    warned: list[str] = []
+    run = run_stack({**BASE, "clusterCheck": False}, cluster=cluster, warnings=warned)
+    assert run.error is None and run.of_type("kubernetes:core/v1:Namespace")
+    assert [w for w in warned if "clusterCheck" in w] == [
+        "registry:clusterCheck is false: the cluster was not read before creating anything, so nothing of what "
+        "docs/configuration.md lists was checked (namespaces, Services, storage, nodes)"]
+
+
+def test_an_api_server_that_hangs_is_one_short_wait_and_one_readable_line(tmp_path):
+    # It accepts connections and never answers: a TLS handshake that never ends.
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    port = server.getsockname()[1]
+    path = tmp_path / "kubeconfig"
+    path.write_text(KUBECONFIG.replace("127.0.0.1:6443", f"127.0.0.1:{port}"))
+    try:
+        view = KubernetesView.reaching(KubeAccess(str(path)))
+        started = time.monotonic()
+        with pytest.raises(CannotRead) as caught:
+            view.namespace_labels("registry")
+        waited = time.monotonic() - started
+    finally:
+        stop.set()
+        thread.join()
+        for sock in (*held, server):
+            sock.close()
+    assert str(caught.value) == f"the API server at https://127.0.0.1:{port} did not answer within 5 s"
+    assert waited < 20, f"one try, not the client's retries ({waited:.0f} s)"
 
 
 def test_a_check_whose_read_fails_is_skipped_with_a_warning_and_the_others_still_refuse():
@@ -375,3 +429,14 @@ def test_an_up_while_the_daemon_set_of_an_unfinished_destroy_is_still_going_is_r
     assert ("registry:nodeTrust is cluster, and its DaemonSet registry-node-trust/registry-node-trust is still being "
             "deleted by a pulumi destroy that did not finish (held by the node(s) that are not ready: worker-3)") in message
     assert "kubectl delete node <name>" in message and "pulumi up to make it anew" in message
+
+
+@pytest.mark.parametrize("volumes, size, refused_", [([], "10Gi", True), (["5Gi"], "10Gi", True), (["10Gi"], "10Gi", False),
+                                                    (["20G"], "10Gi", False), (["1Gi"], "1Gi", False)])
+def test_a_class_without_a_provisioner_needs_a_volume_made_by_hand_that_the_claim_can_bind(volumes, size, refused_):
+    cluster = FakeCluster(classes={"manual": True}, unprovisioned={"manual"}, volumes={"manual": volumes})
+    problems, _ = cluster_problems(settings_from({**BASE, "storageSize": size}), cluster)
+    assert bool(problems) == refused_, problems
+    if refused_:
+        assert problems[0].startswith("registry:storage is pvc, and the StorageClass 'manual' has no provisioner "
+                                      f"(kubernetes.io/no-provisioner) and no Available PersistentVolume of {size} or more")

@@ -4,7 +4,10 @@ import base64
 import copy
 import datetime
 import json
+import runpy
+import shlex
 import subprocess
+import sys
 
 import bcrypt
 import pytest
@@ -22,7 +25,7 @@ from tests.support.constants import BASE_CONFIG, KNOBS, MIRROR_AUTH
 from tests.support.stack import ROOT, ProviderState, run_stack
 
 OUTPUT_NAMES = {
-    "endpoint", "externalEndpoints", "clusterIp", "username", "password", "credentials",
+    "endpoint", "externalEndpoints", "externalEndpoint", "clusterIp", "username", "password", "credentials",
     "caCertificate", "pullSecretName", "loginCommand", "workstationSetup",
 }
 SECRET = "kubernetes:core/v1:Secret"
@@ -81,6 +84,15 @@ def test_login_command_reads_the_password_from_stdin(three_node_run):
     assert "--password-stdin" in login and "--username admin" in login
     assert "192.168.56.10:30500" in login
     assert all(p not in login for p in passwords(three_node_run).values())
+
+
+def test_the_login_command_and_the_push_endpoint_name_the_same_node_and_run_as_the_readme_says(three_node_run):
+    # README: eval "$(pulumi stack output loginCommand)", then push to externalEndpoint.
+    outputs = three_node_run.outputs
+    assert outputs["externalEndpoint"] == outputs["externalEndpoints"][0] == "192.168.56.10:30500"
+    shown = subprocess.run(["sh", "-c", "docker() { printf '%s|' \"$@\"; cat; }; pulumi() { echo the-password; }; "
+                            f"eval {shlex.quote(outputs['loginCommand'])}"], capture_output=True, text=True)
+    assert shown.stdout == "login|192.168.56.10:30500|--username|admin|--password-stdin|the-password\n", shown.stderr
 
 
 def test_login_command_quotes_a_username_the_shell_would_read():
@@ -704,3 +716,12 @@ def test_the_service_account_patches_go_to_the_stacks_cluster_not_kubectls_curre
     provider = run.one("pulumi:providers:kubernetes")
     assert (provider.inputs["context"], provider.inputs["cluster"]) == ("real", "real-cluster")
     assert provider.inputs["kubeconfig"] == kubeconfig and "kubeconfig" in provider.secret_paths
+
+
+def test_on_a_python_older_than_3_11_the_program_says_so_and_what_to_do(monkeypatch):
+    monkeypatch.setattr(sys, "version_info", (3, 9, 18, "final", 0))
+    monkeypatch.setattr(sys, "version", "3.9.18 (main)")
+    with pytest.raises(SystemExit) as stopped:
+        runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+    message = str(stopped.value)
+    assert message.startswith("registry: this program needs Python 3.11 or later, and runs on 3.9.18") and "pulumi install" in message

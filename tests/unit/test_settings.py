@@ -2,6 +2,7 @@
 
 import json
 import re
+import subprocess
 
 import pytest
 import yaml
@@ -45,6 +46,7 @@ def test_pulumi_yaml_declares_the_same_defaults_the_code_applies():
         "storage": code.storage, "replicas": code.replicas,
         "caGeneration": code.ca_generation, "gcSchedule": code.gc_schedule, "metrics": code.metrics,
         "discovery": code.discovery, "nodeTrust": code.node_trust, "nodeTrustImage": code.node_trust_image,
+        "clusterCheck": code.cluster_check,
     }
     assert {k: v["default"] for k, v in declared.items()} == expected
     for key, spec in declared.items():
@@ -64,13 +66,18 @@ def test_example_stack_is_a_valid_three_node_ssh_config():
     assert "sshPrivateKey" not in values, "the example must hold no secret"
 
 
-def test_the_dev_stack_is_committed_needs_no_ssh_and_holds_no_secret():
-    stack = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
-    assert set(stack) == {"config"}, "no encryptionsalt: pulumi stack select --create dev adds its own"
-    values = {k.split(":", 1)[1]: v for k, v in stack["config"].items()}
-    s = settings_from(values, key=None)
+def test_the_readmes_first_run_sets_one_key_needs_no_ssh_and_commits_no_stack_file():
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## First run", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    sets = re.findall(r"pulumi config set (registry:\S+) (\S+)", block)
+    assert sets == [("registry:nodeTrust", "cluster")]
+    s = settings_from({"nodeTrust": "cluster"}, key=None)
     assert s.node_trust == "cluster" and s.nodes == () and s.ssh_private_key is None
-    assert s.cluster_ip is None and s.storage == "pvc", "nothing that fits one cluster only"
+    # pulumi stack init writes the stack's encryption salt into its file: no stack file is committed.
+    ignored = (ROOT / ".gitignore").read_text().splitlines()
+    assert "/Pulumi.*.yaml" in ignored and "!/Pulumi.example.yaml" in ignored
+    tracked = subprocess.run(["git", "ls-files", "Pulumi.*.yaml"], cwd=ROOT, capture_output=True, text=True)
+    assert tracked.stdout.split() == ["Pulumi.example.yaml"]
 
 
 def test_node_defaults_come_from_ssh_user():
@@ -394,3 +401,12 @@ def test_the_node_trust_image_runs_as_root_on_every_node_so_it_is_pinned_by_dige
     assert warnings(settings_from({"nodeTrust": "cluster"}, key=None)) == []
     (warning,) = warnings(settings_from({"nodeTrust": "cluster", "nodeTrustImage": "curlimages/curl:8.12.1"}, key=None))
     assert warning.startswith("registry:nodeTrustImage curlimages/curl:8.12.1 is a tag, not a digest") and "@sha256:" in warning
+
+
+def test_ssh_with_no_node_to_trust_the_registry_is_warned_of_at_every_run():
+    from registry.settings import warnings
+
+    (warning,) = warnings(settings_from({}, key=None))
+    assert warning.startswith("registry:nodeTrust is ssh and registry:nodes lists no node") and "nodeTrust cluster" in warning
+    assert warnings(settings_from({"nodes": NODE_LIST})) == []
+    assert warnings(settings_from({"nodeTrust": "cluster"}, key=None)) == []

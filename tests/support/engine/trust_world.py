@@ -11,13 +11,12 @@ on the Service's address, where the nodes pull from it by name.
 from __future__ import annotations
 
 import contextlib
+import re
 import subprocess
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import yaml
 
 from registry.names import NODE_TRUST_NAME
 from registry.node_script import NodeTrustParams
@@ -45,9 +44,10 @@ NODE_GRACE = "15s"
 
 
 def dev_config() -> dict[str, object]:
-    """The committed dev stack's config (Pulumi.dev.yaml), keys without `registry:`."""
-    config = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
-    return {key.split(":", 1)[1]: value for key, value in config.items()}
+    """The config of the README's first run (its dev stack): keys without `registry:`."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## First run", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    return {key: value for key, value in re.findall(r"pulumi config set registry:(\S+) (\S+)", block)}
 
 
 @dataclass
