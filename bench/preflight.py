@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""What the cluster check before anything is created (registry/preflight.py) adds to every preview and up.
+"""What the cluster check before anything is created (registry/cluster/checks.py) adds to every preview and up.
 
 Starts the engine tests' loopback control plane (tests/engine/cluster.py; the
 toolchain must be built: tests/engine/toolchain.sh), fills it with namespaces
@@ -7,7 +7,7 @@ and Services like a busy cluster, and times `check_cluster` as the program
 calls it, once per fresh interpreter as each `pulumi preview` or `up` runs the
 program: the kubeconfig loaded, every read made, for a stack with pull-secret
 namespaces, service-account patches, discovery and a fixed clusterIp; and,
-apart, importing registry.preflight and the Kubernetes client.
+apart, importing registry.cluster and the Kubernetes client.
 
     python3 bench/preflight.py [--namespaces 5] [--services 300] [--repeats 10]
 
@@ -37,11 +37,11 @@ ONE_RUN = """
 import json, sys, time
 sys.path.insert(0, {root!r})
 started = time.perf_counter()
-from registry import preflight
+from registry.cluster import checks, kubernetes
 from tests.support.stack import settings_from
 imported = time.perf_counter()
 settings = settings_from(json.loads({config!r}))
-assert preflight.check_cluster(settings, preflight.connect(settings)) is None
+assert checks.check_cluster(settings, kubernetes.connect(settings)) is None
 print(json.dumps([imported - started, time.perf_counter() - imported]))
 """
 

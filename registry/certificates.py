@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_tls as tls
 
+from .config.types import is_ip
 from .names import service_dns_names
-from .validators import is_ip
 
 CA_VALIDITY_HOURS = 10 * 365 * 24
 # Replace the CA during the last year of its ten: that gives every node a

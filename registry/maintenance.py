@@ -21,10 +21,6 @@ needs `storage: pvc` (replicas on a bucket share no volume).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .pod import PodConfig
 
 HERE = Path(__file__).resolve().parent
 COMMON = (HERE / "maintenance_common.sh").read_text()
@@ -40,11 +36,6 @@ GRACE_SECONDS = "10"
 # Pods serving the registry: the Deployment's, and a collection's for its duration.
 ROLE_LABEL = "registry.pulumi.com/role"
 GC_ROLE = "garbage-collection"
-
-
-def enabled(pod: PodConfig) -> bool:
-    """Collection runs on a volume of the pod's own; replicas on a bucket share none."""
-    return bool(pod.gc_schedule) and pod.s3 is None
 
 
 def serve_command() -> list[str]:

@@ -1,6 +1,6 @@
 """The names of the objects the program makes in the cluster, and the labels it
 marks them with: one place, read by the components that make them and by
-registry/preflight.py, which looks for them before anything is made."""
+registry/cluster/checks.py, which looks for them before anything is made."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ DISCOVERY_CONFIGMAP = "local-registry-hosting"
 DISCOVERY_NAMESPACE = "kube-public"
 
 # On the TLS Secret: the CA generation the pods serve with, which the next run
-# reads (registry/preflight.py) to refuse a caGeneration that skips or goes down.
+# reads (registry/cluster/checks.py) to refuse a caGeneration that skips or goes down.
 CA_GENERATION_LABEL = "registry.pulumi.com/ca-generation"
 # On the pod template: a digest of what the registry reads only at start.
 CONFIG_DIGEST_ANNOTATION = "registry.pulumi.com/config-digest"
@@ -41,7 +41,7 @@ HOSTNAME_LABEL = "kubernetes.io/hostname"
 MANAGED_BY = ("app.kubernetes.io/managed-by", "pulumi")
 # Which stack made the registry's namespace and Service: a later up of the same
 # stack knows them as its own whatever else changed (the hostname, say), and
-# another stack's are someone else's (registry/preflight.py). Not in selectors,
+# another stack's are someone else's (registry/cluster/checks.py). Not in selectors,
 # which cannot change.
 STACK_LABEL = "registry.pulumi.com/stack"
 

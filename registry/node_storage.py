@@ -23,10 +23,10 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_command as command
 
+from .config.model import Node
 from .names import stack_identity
 from .node_script import StorageParams, remote_command, storage_claim, storage_program, storage_script
 from .node_trust import SshAccess, connection
-from .settings import Node
 
 # The registry image's user (the Deployment's runAsUser and fsGroup).
 REGISTRY_UID = 1000

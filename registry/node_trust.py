@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_command as command
 
+from .config.model import Bastion, Node
 from .names import stack_identity
 from .node_script import STATE_FORMAT, NodeTrustParams, create_script, delete_script, program, remote_command
-from .settings import Bastion, Node
 
 
 @dataclass

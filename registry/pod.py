@@ -7,8 +7,8 @@ import hashlib
 from dataclasses import dataclass, field
 
 from . import maintenance
+from .config.model import S3
 from .names import AUTH_SECRET, DATA_CLAIM, HOSTNAME_LABEL, IMAGE_PULL_SECRET, S3_SECRET, TLS_SECRET, labels
-from .settings import S3
 
 # The container always listens here; the Service maps `port` onto it. A fixed
 # unprivileged port lets the pod run with every capability dropped.
@@ -48,6 +48,11 @@ class PodConfig:
     image_pull_secret: bool = False
     # Cron schedule of garbage collection; None: none.
     gc_schedule: str | None = None
+
+    @property
+    def collects(self) -> bool:
+        """Collection runs on a volume of the pod's own; replicas on a bucket share none."""
+        return bool(self.gc_schedule) and self.s3 is None
 
 
 def registry_env(pod: PodConfig) -> list[dict]:
@@ -141,7 +146,7 @@ def storage_env(pod: PodConfig) -> list[dict]:
 
 def pod_spec(pod: PodConfig) -> dict:
     spec = base_pod_spec(pod)
-    if maintenance.enabled(pod):
+    if pod.collects:
         # Serves read-only while a garbage collection runs (registry/maintenance.py).
         (container,) = spec["containers"]
         container["command"] = maintenance.serve_command()
@@ -151,8 +156,6 @@ def pod_spec(pod: PodConfig) -> dict:
 
 
 def base_pod_spec(pod: PodConfig) -> dict:
-    probe = {"httpGet": {"path": "/", "port": "registry", "scheme": "HTTPS"}}
-    selector = node_selector(pod)
     return {
         "securityContext": {
             "runAsNonRoot": True,
@@ -161,32 +164,7 @@ def base_pod_spec(pod: PodConfig) -> dict:
             "fsGroup": 1000,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "containers": [
-            {
-                "name": "registry",
-                "image": pod.image,
-                "ports": [
-                    {"name": "registry", "containerPort": CONTAINER_PORT, "protocol": "TCP"},
-                    *([{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}] if pod.metrics else []),
-                ],
-                "env": registry_env(pod),
-                "volumeMounts": [
-                    {"name": "tls", "mountPath": CERTS_DIR, "readOnly": True},
-                    {"name": "auth", "mountPath": AUTH_DIR, "readOnly": True},
-                    *([{"name": "data", "mountPath": DATA_DIR}] if pod.s3 is None else []),
-                    {"name": "tmp", "mountPath": "/tmp"},
-                ],
-                "readinessProbe": {**probe, "periodSeconds": 5, "failureThreshold": 3},
-                "livenessProbe": {**probe, "initialDelaySeconds": 10, "periodSeconds": 20, "failureThreshold": 3},
-                "resources": pod.resources,
-                "securityContext": {
-                    "allowPrivilegeEscalation": False,
-                    "readOnlyRootFilesystem": True,
-                    "privileged": False,
-                    "capabilities": {"drop": ["ALL"]},
-                },
-            }
-        ],
+        "containers": [registry_container(pod)],
         "volumes": [
             {"name": "tls", "secret": {"secretName": TLS_SECRET, "defaultMode": 0o440}},
             {
@@ -200,30 +178,61 @@ def base_pod_spec(pod: PodConfig) -> dict:
             *data_volumes(pod),
             {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
         ],
-        # Scheduling as the user gives it (registry:nodeSelector, tolerations, affinity);
-        # storage node pins the pod to the node that holds its folder.
+        **scheduling(pod),
+        # The registry's own image from a private mirror (registry:imagePullSecret).
+        **({"imagePullSecrets": [{"name": IMAGE_PULL_SECRET}]} if pod.image_pull_secret else {}),
+    }
+
+
+def registry_container(pod: PodConfig) -> dict:
+    probe = {"httpGet": {"path": "/", "port": "registry", "scheme": "HTTPS"}}
+    return {
+        "name": "registry",
+        "image": pod.image,
+        "ports": [
+            {"name": "registry", "containerPort": CONTAINER_PORT, "protocol": "TCP"},
+            *([{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}] if pod.metrics else []),
+        ],
+        "env": registry_env(pod),
+        "volumeMounts": [
+            {"name": "tls", "mountPath": CERTS_DIR, "readOnly": True},
+            {"name": "auth", "mountPath": AUTH_DIR, "readOnly": True},
+            *([{"name": "data", "mountPath": DATA_DIR}] if pod.s3 is None else []),
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+        "readinessProbe": {**probe, "periodSeconds": 5, "failureThreshold": 3},
+        "livenessProbe": {**probe, "initialDelaySeconds": 10, "periodSeconds": 20, "failureThreshold": 3},
+        "resources": pod.resources,
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "privileged": False,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+
+
+def scheduling(pod: PodConfig) -> dict:
+    """Scheduling as the user gives it (registry:nodeSelector, tolerations, affinity);
+    storage node pins the pod to the node that holds its folder."""
+    selector = node_selector(pod)
+    spec: dict = {
         **({"nodeSelector": selector} if selector else {}),
         **({"tolerations": list(pod.tolerations)} if pod.tolerations else {}),
         **({"affinity": pod.affinity} if pod.affinity else {}),
-        # The registry's own image from a private mirror (registry:imagePullSecret).
-        **({"imagePullSecrets": [{"name": IMAGE_PULL_SECRET}]} if pod.image_pull_secret else {}),
+    }
+    if pod.s3 is not None:
         # Replicas on different nodes, where there are enough: a node drain
         # then takes one of them, not all.
-        **(
+        spec["topologySpreadConstraints"] = [
             {
-                "topologySpreadConstraints": [
-                    {
-                        "maxSkew": 1,
-                        "topologyKey": HOSTNAME_LABEL,
-                        "whenUnsatisfiable": "ScheduleAnyway",
-                        "labelSelector": {"matchLabels": labels(pod.hostname)},
-                    }
-                ]
+                "maxSkew": 1,
+                "topologyKey": HOSTNAME_LABEL,
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": labels(pod.hostname)},
             }
-            if pod.s3 is not None
-            else {}
-        ),
-    }
+        ]
+    return spec
 
 
 def data_volumes(pod: PodConfig) -> list[dict]:

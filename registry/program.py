@@ -1,9 +1,10 @@
-"""The program's wiring: which component gets which settings, and the outputs.
+"""The program: read the settings, check the cluster, wire the components, export.
 
-__main__.py reads the settings, checks the cluster, and calls these; so does
-the engine tests' program (tests/engine/program.py), which runs the same
-wiring through the real Pulumi CLI and pulumi-kubernetes with certificates
-and passwords of its own, where pulumi-tls and pulumi-random cannot run.
+`run` is the whole of it. __main__.py calls it with the certificate and the
+passwords the program makes (pulumi-tls, pulumi-random); the engine tests'
+program (tests/support/engine/program.py) calls the same `run` with
+certificates and passwords of its own, where those providers cannot run, and
+without the SSH node commands (pulumi-command).
 """
 
 from __future__ import annotations
@@ -17,16 +18,21 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from .certificates import Certificates, CertificatesArgs
+from .cluster import kubernetes
+from .cluster.certificate import UserCertificate, user_certificate
+from .cluster.checks import check_cluster, with_node_addresses
 from .cluster_trust import ClusterNodeTrust, ClusterNodeTrustArgs
+from .config.load import load_settings
+from .config.model import Settings
+from .config.rules import warnings
+from .config.types import TrustMode
 from .credentials import Credentials, CredentialsArgs
 from .discovery import Discovery, DiscoveryArgs
 from .names import service_dns_names
 from .node_storage import NodeStorage, NodeStorageArgs
 from .node_trust import NodeTrust, NodeTrustArgs, SshAccess
 from .pod import PodConfig
-from .preflight import UserCertificate
 from .pull_secrets import PullSecrets, PullSecretsArgs
-from .settings import Settings
 from .workload import ServingCertificate, Workload, WorkloadArgs
 from .workstation import setup_script
 
@@ -41,6 +47,11 @@ class Material:
     htpasswd: pulumi.Input[str]
     http_secret: pulumi.Input[str]
     passwords: Mapping[str, pulumi.Output[str]]
+
+
+# Where the certificate and the passwords come from: given the settings and the
+# certificate the user brings (or None), the Material the registry serves with.
+MaterialSource = Callable[[Settings, "UserCertificate | None"], Material]
 
 
 @dataclass
@@ -75,19 +86,40 @@ def serving_certificate(
     own: Callable[[], ServingCertificate],
 ) -> ServingCertificate:
     """The user's certificate when they bring one (from the config or their Secret,
-    checked by registry/preflight.py), with no CA of the program's; else `own()`."""
+    checked by registry/cluster/certificate.py), with no CA of the program's; else `own()`."""
     if user is not None:
         return ServingCertificate(ca_pem=user.ca, cert_pem=user.certificate, key_pem=user.key)
     return own()
 
 
-def material(certificate: ServingCertificate, credentials: Credentials) -> Material:
+def program_material(settings: Settings, user: UserCertificate | None) -> Material:
+    """The passwords the program makes, and the user's certificate or one of its own."""
+    credentials = passwords(settings)
     return Material(
-        certificate=certificate,
+        certificate=serving_certificate(user, lambda: own_certificates(settings)),
         htpasswd=credentials.htpasswd,
         http_secret=credentials.http_secret,
         passwords=credentials.passwords,
     )
+
+
+def run(source: MaterialSource = program_material, *, node_commands: bool = True) -> None:
+    """The whole program. Every config problem, then every problem the cluster shows,
+    stops it before a resource is registered. `node_commands` False leaves out the
+    SSH node commands (nodeTrust ssh), for the engine tests where pulumi-command
+    cannot run; nodeTrust cluster is Kubernetes objects alone and runs either way."""
+    settings = load_settings()
+    for warning in warnings(settings):
+        pulumi.log.warn(warning)
+    cluster = kubernetes.connect(settings)
+    check_cluster(settings, cluster)
+    settings = with_node_addresses(settings, cluster)
+    served = source(settings, user_certificate(settings, cluster))
+    in_cluster_trust = settings.node_trust is TrustMode.CLUSTER
+    nodes = prepare_nodes(settings, served.certificate.ca_pem) if node_commands or in_cluster_trust else None
+    registry = deploy(settings, served, nodes) if nodes else deploy(settings, served)
+    for name, value in stack_outputs(settings, served, registry).items():
+        pulumi.export(name, value)
 
 
 def ssh_access(settings: Settings) -> SshAccess:
@@ -100,7 +132,7 @@ def prepare_nodes(settings: Settings, ca_pem: pulumi.Input[str]) -> NodeSteps:
     """Every node trusts the CA bundle and resolves the name; with storage node
     the data folder is ready too. The pods roll out after what this returns."""
 
-    if settings.node_trust == "cluster":
+    if settings.node_trust is TrustMode.CLUSTER:
 
         def in_cluster_ready(service: k8s.core.v1.Service) -> list[pulumi.Resource]:
             trust = in_cluster(settings, ca_pem, service.spec.cluster_ip)

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as k8s
 
+from .config.model import KubeAccess
 from .names import PULL_SECRET_NAME
-from .settings import KubeAccess
 
 
 def docker_config_json(registries: Sequence[str], username: str, password: str) -> str:

@@ -27,7 +27,7 @@ ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 # period leaves room for a node many times slower and for a few retries.
 GRACE_SECONDS = 60
 # How long `pulumi up` waits for every node's pod to be Ready: a node that is
-# down holds it that long (registry/preflight.py names it first), then up fails.
+# down holds it that long (registry/cluster/checks.py names it first), then up fails.
 ROLLOUT_TIMEOUT_SECONDS = 300
 # Enough to chroot and run the program as root in the host's root, no more:
 # chown/chmod of what it installs (CHOWN, FOWNER), writing where only root may

@@ -75,126 +75,147 @@ def pod_security_labels(pod: PodConfig) -> dict[str, str]:
     return {f"pod-security.kubernetes.io/{mode}": level for mode in ("enforce", "warn", "audit")}
 
 
-def manifest(fragment: dict | list) -> Any:
-    """A part of a Kubernetes object as plain data, as the API documents it (the
-    SDK's typed dicts add nothing here): tests/unit/test_manifests.py checks every one
-    against the API's schema."""
-    return fragment
-
-
 class Workload(pulumi.ComponentResource):
     namespace: k8s.core.v1.Namespace
     service: k8s.core.v1.Service
     cluster_ip: pulumi.Output[str]
 
+    # Parts of Kubernetes objects are plain data (typed Any), as the API documents them: the SDK's
+    # typed dicts use Python names; tests/unit/test_manifests.py checks each against the API's schema.
     def __init__(self, name: str, args: WorkloadArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("registry:index:Workload", name, None, opts)
-        pod, ns = args.pod, args.namespace
-        app_labels = labels(pod.hostname)
-
+        self._name, self._args = name, args
+        self._labels = labels(args.pod.hostname)
         self.namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",
-            metadata={"name": ns, "labels": {**owned_labels(pod.hostname), **pod_security_labels(pod)}},
+            metadata={
+                "name": args.namespace,
+                "labels": {**owned_labels(args.pod.hostname), **pod_security_labels(args.pod)},
+            },
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.after)),
         )
         # Fixed names are referenced by the pod spec; replacing one must free
         # the name before the new object takes it. (Data changes update a
         # Secret in place: Pulumi.yaml sets kubernetes:enableSecretMutable.)
-        in_ns = pulumi.ResourceOptions(parent=self, depends_on=[self.namespace], delete_before_replace=True)
+        self._in_namespace = pulumi.ResourceOptions(
+            parent=self, depends_on=[self.namespace], delete_before_replace=True
+        )
 
-        def secret(
-            suffix: str,
-            secret_name: str,
-            data: dict,
-            kind: str = "Opaque",
-            extra_labels: dict | None = None,
-            opts: pulumi.ResourceOptions = in_ns,
-        ) -> k8s.core.v1.Secret:
-            return k8s.core.v1.Secret(
-                f"{name}-{suffix}",
-                metadata={"name": secret_name, "namespace": ns, "labels": {**app_labels, **(extra_labels or {})}},
-                type=kind,
-                string_data=data,
-                opts=opts,
-            )
+        before_pods, s3_keys = self._secrets()
+        self.service = self._service(name, args, self._labels)
+        self.cluster_ip = self.service.spec.cluster_ip
+        # The nodes trust the CA before any pod serves a certificate it signed.
+        nodes_ready = list(args.prepare_nodes(self.service))
+        tls_secret = self._tls_secret(nodes_ready)
+        self._deployment(s3_keys, depends_on=[tls_secret, *before_pods, *nodes_ready])
+        if args.replicas > 1:
+            self._disruption_budget()
+        if args.pod.collects:
+            self._garbage_collection(depends_on=[tls_secret, *before_pods])
+        self.register_outputs({"clusterIp": self.cluster_ip})
 
+    def _secret(
+        self,
+        suffix: str,
+        secret_name: str,
+        data: dict,
+        kind: str = "Opaque",
+        extra_labels: dict | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> k8s.core.v1.Secret:
+        return k8s.core.v1.Secret(
+            f"{self._name}-{suffix}",
+            metadata={
+                "name": secret_name,
+                "namespace": self._args.namespace,
+                "labels": {**self._labels, **(extra_labels or {})},
+            },
+            type=kind,
+            string_data=data,
+            opts=opts or self._in_namespace,
+        )
+
+    def _secrets(self) -> tuple[list[pulumi.Resource], list[pulumi.Input[str]]]:
+        """What the pods need before they start: the passwords, the claim or the bucket's keys,
+        the image's pull secret; and the S3 key pair, whose digest rolls the pods."""
+        args, pod = self._args, self._args.pod
         before_pods: list[pulumi.Resource] = [
-            secret("auth", AUTH_SECRET, {"htpasswd": args.htpasswd, "http-secret": args.http_secret})
+            self._secret("auth", AUTH_SECRET, {"htpasswd": args.htpasswd, "http-secret": args.http_secret})
         ]
         s3_keys: list[pulumi.Input[str]] = []
         if pod.storage == "pvc":
-            before_pods.append(self._claim(name, args, app_labels))
+            before_pods.append(self._claim(self._name, args, self._labels))
         elif pod.s3 is not None and pod.s3.access_key_id and args.s3_secret_access_key is not None:
             s3_keys = [pod.s3.access_key_id, args.s3_secret_access_key]
-            before_pods.append(secret("s3", S3_SECRET, {"access-key-id": s3_keys[0], "secret-access-key": s3_keys[1]}))
+            keys = {"access-key-id": s3_keys[0], "secret-access-key": s3_keys[1]}
+            before_pods.append(self._secret("s3", S3_SECRET, keys))
         if args.image_pull_secret is not None:
-            before_pods.append(
-                secret(
-                    "image-pull",
-                    IMAGE_PULL_SECRET,
-                    {".dockerconfigjson": args.image_pull_secret},
-                    kind="kubernetes.io/dockerconfigjson",
-                )
-            )
+            pull = {".dockerconfigjson": args.image_pull_secret}
+            kind = "kubernetes.io/dockerconfigjson"
+            before_pods.append(self._secret("image-pull", IMAGE_PULL_SECRET, pull, kind=kind))
+        return before_pods, s3_keys
 
-        self.service = self._service(name, args, app_labels)
-        self.cluster_ip = self.service.spec.cluster_ip
-
-        # The nodes trust the CA before any pod serves a certificate it signed.
-        nodes_ready = list(args.prepare_nodes(self.service))
-        certificate = args.certificate
-        tls_secret = secret(
+    def _tls_secret(self, nodes_ready: list[pulumi.Resource]) -> k8s.core.v1.Secret:
+        certificate = self._args.certificate
+        return self._secret(
             "tls",
             TLS_SECRET,
             {"tls.crt": certificate.cert_pem, "tls.key": certificate.key_pem, "ca.crt": certificate.ca_pem},
             kind="kubernetes.io/tls",
-            extra_labels={CA_GENERATION_LABEL: str(args.ca_generation)},
-            opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=nodes_ready)),
+            extra_labels={CA_GENERATION_LABEL: str(self._args.ca_generation)},
+            opts=pulumi.ResourceOptions.merge(self._in_namespace, pulumi.ResourceOptions(depends_on=nodes_ready)),
         )
+
+    def _deployment(self, s3_keys: list[pulumi.Input[str]], depends_on: list[pulumi.Resource]) -> None:
+        args, pod = self._args, self._args.pod
         # A digest reveals nothing of what it hashes (bcrypt hashes of ~190-bit
         # passwords, a public certificate, S3 keys), so it stays readable in diffs.
         digest = pulumi.Output.unsecret(
-            pulumi.Output.all(args.htpasswd, certificate.cert_pem, *s3_keys).apply(lambda v: config_digest(*v))
+            pulumi.Output.all(args.htpasswd, args.certificate.cert_pem, *s3_keys).apply(lambda v: config_digest(*v))
         )
+        template = {
+            "metadata": {
+                "labels": self._labels,
+                "annotations": {**pod_annotations(pod), CONFIG_DIGEST_ANNOTATION: digest},
+            },
+            "spec": pod_spec(pod),
+        }
+        spec: Any = {
+            "replicas": args.replicas,
+            "strategy": deployment_strategy(pod),
+            "selector": {"matchLabels": self._labels},
+            "template": template,
+        }
         k8s.apps.v1.Deployment(
-            f"{name}-deployment",
-            metadata={"name": DEPLOYMENT_NAME, "namespace": ns, "labels": app_labels},
-            spec=manifest(
-                {
-                    "replicas": args.replicas,
-                    "strategy": deployment_strategy(pod),
-                    "selector": {"matchLabels": app_labels},
-                    "template": {
-                        "metadata": {
-                            "labels": app_labels,
-                            "annotations": {**pod_annotations(pod), CONFIG_DIGEST_ANNOTATION: digest},
-                        },
-                        "spec": pod_spec(pod),
-                    },
-                }
-            ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[tls_secret, *before_pods, *nodes_ready]),
+            f"{self._name}-deployment",
+            metadata={"name": DEPLOYMENT_NAME, "namespace": args.namespace, "labels": self._labels},
+            spec=spec,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
         )
-        if args.replicas > 1:
-            # A drain or an upgrade of the nodes never takes the last serving pod.
-            # (With one replica it would block every drain, so there is none.)
-            k8s.policy.v1.PodDisruptionBudget(
-                f"{name}-disruption-budget",
-                metadata={"name": DISRUPTION_BUDGET_NAME, "namespace": ns, "labels": app_labels},
-                spec=manifest({"minAvailable": 1, "selector": {"matchLabels": app_labels}}),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.namespace]),
-            )
-        if maintenance.enabled(pod):
-            k8s.batch.v1.CronJob(
-                f"{name}-garbage-collection",
-                metadata={"name": CRON_JOB_NAME, "namespace": ns, "labels": app_labels},
-                spec=manifest(maintenance.cron_job_spec(pod.gc_schedule, pod_spec(pod), app_labels)),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[tls_secret, *before_pods]),
-            )
-        self.register_outputs({"clusterIp": self.cluster_ip})
+
+    def _disruption_budget(self) -> None:
+        # A drain or an upgrade of the nodes never takes the last serving pod.
+        # (With one replica it would block every drain, so there is none.)
+        spec: Any = {"minAvailable": 1, "selector": {"matchLabels": self._labels}}
+        k8s.policy.v1.PodDisruptionBudget(
+            f"{self._name}-disruption-budget",
+            metadata={"name": DISRUPTION_BUDGET_NAME, "namespace": self._args.namespace, "labels": self._labels},
+            spec=spec,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.namespace]),
+        )
+
+    def _garbage_collection(self, depends_on: list[pulumi.Resource]) -> None:
+        pod = self._args.pod
+        spec: Any = maintenance.cron_job_spec(pod.gc_schedule, pod_spec(pod), self._labels)
+        k8s.batch.v1.CronJob(
+            f"{self._name}-garbage-collection",
+            metadata={"name": CRON_JOB_NAME, "namespace": self._args.namespace, "labels": self._labels},
+            spec=spec,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
+        )
 
     def _service(self, name: str, args: WorkloadArgs, app_labels: dict[str, str]) -> k8s.core.v1.Service:
-        spec: dict = {
+        spec: Any = {
             "type": "NodePort",
             "selector": app_labels,
             "ports": [
@@ -217,7 +238,7 @@ class Workload(pulumi.ComponentResource):
                 "labels": owned_labels(args.pod.hostname),
                 "annotations": {"pulumi.com/skipAwait": "true"},
             },
-            spec=manifest(spec),
+            spec=spec,
             # Not awaited: its endpoints are the pods, which roll out only after
             # the nodes (which need this Service's clusterIP) trust the CA.
             # The Deployment's own await proves the pods ready.
@@ -227,7 +248,7 @@ class Workload(pulumi.ComponentResource):
         )
 
     def _claim(self, name: str, args: WorkloadArgs, app_labels: dict[str, str]) -> k8s.core.v1.PersistentVolumeClaim:
-        claim_spec: dict = {
+        claim_spec: Any = {
             "accessModes": ["ReadWriteOnce"],
             "resources": {"requests": {"storage": args.storage_size}},
         }
@@ -243,6 +264,6 @@ class Workload(pulumi.ComponentResource):
                 # Deployment exists; do not wait for it here.
                 "annotations": {"pulumi.com/skipAwait": "true"},
             },
-            spec=manifest(claim_spec),
+            spec=claim_spec,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.namespace]),
         )

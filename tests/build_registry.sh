@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the distribution registry that the default image (registry:3.1.1,
-# registry/settings.py DEFAULT_IMAGE) runs, from the Go module proxy, pinned by
+# registry/config/service.py DEFAULT_IMAGE) runs, from the Go module proxy, pinned by
 # tests/go/distribution/go.mod and go.sum, into a cache outside the repository,
 # and prints the binary's path. Every test layer that runs a registry runs
 # this one (tests/support/registry_server.py). CONTRIBUTING.md says how long

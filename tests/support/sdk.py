@@ -18,7 +18,7 @@ from pulumi.runtime import mocks, rpc, settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-# (module, name) of each internal used here and in registry/settings.py's config_keys().
+# (module, name) of each internal used here and in registry/config/load.py's config_keys().
 INTERNALS = (
     ("pulumi.runtime.rpc", "_special_secret_sig"),
     ("pulumi.runtime.rpc", "_special_sig_key"),

@@ -32,8 +32,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from google.protobuf import json_format
 
-from registry import preflight
-from registry.settings import Settings, parse_settings
+from registry.cluster import kubernetes as cluster_api
+from registry.cluster.view import CannotRead
+from registry.config.load import parse_settings
+from registry.config.model import Settings
 from tests.support import sdk
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -401,7 +403,7 @@ def settings_from(values: dict, key=KEY) -> Settings:
 
 @dataclass
 class FakeCluster:
-    """The cluster registry/preflight.py reads, under mocks. By default every
+    """The cluster registry/cluster/checks.py reads, under mocks. By default every
     namespace but `missing` exists, with a default ServiceAccount that lists
     no pull secret, and there is a default StorageClass."""
 
@@ -413,7 +415,7 @@ class FakeCluster:
     secrets: dict[tuple[str, str], tuple[str, dict[str, str]]] = field(default_factory=dict)
     # (kind, namespace, name) -> labels of the Secrets, ConfigMaps and claims that exist
     objects: dict[tuple[str, str, str], dict[str, str]] = field(default_factory=dict)
-    service_list: list = field(default_factory=list)  # of preflight.ServiceView
+    service_list: list = field(default_factory=list)  # of registry.cluster.view.ServiceView
     # None: a cluster older than the ServiceCIDR API (Kubernetes 1.33)
     ranges: list[str] | None = None
     # node name -> its kubernetes.io/hostname; None: whichever node is asked for exists
@@ -431,7 +433,7 @@ class FakeCluster:
 
     def _read(self) -> None:
         if self.unreadable:
-            raise preflight.CannotRead("dial tcp 127.0.0.1:6443: connect: connection refused")
+            raise CannotRead("dial tcp 127.0.0.1:6443: connect: connection refused")
 
     def namespace_labels(self, name: str) -> dict[str, str] | None:
         self._read()
@@ -505,7 +507,7 @@ def run_stack(
     if cluster is None:
         namespace = config.get("namespace", "registry")
         cluster = FakeCluster(missing={namespace, f"{namespace}-node-trust"}, ranges=[config.get("serviceCidr", "10.96.0.0/12")])
-    real_connect, preflight.connect = preflight.connect, lambda settings: cluster
+    real_connect, cluster_api.connect = cluster_api.connect, lambda settings: cluster
     real_warn = pulumi.log.warn
     if warnings is not None:
         pulumi.log.warn = lambda message, *args, **kwargs: warnings.append(message)
@@ -538,6 +540,6 @@ def run_stack(
         return StackRun(resources=monitor.registrations, outputs=outputs, secret_outputs=secret_outputs)
     finally:
         asyncio.set_event_loop(None)
-        preflight.connect = real_connect
+        cluster_api.connect = real_connect
         pulumi.log.warn = real_warn
         loop.close()

@@ -12,9 +12,10 @@ import json
 import pytest
 
 from registry.cluster_trust import DELETE_TIMEOUT_SECONDS
+from registry.config.load import SettingsError, parse_settings
+from registry.config.model import DEFAULT_NODE_TRUST_IMAGE
 from registry.names import NODE_TRUST_NAME, NODE_TRUST_RECORD_ANNOTATION
 from registry.node_script import CLUSTER_ENTRY, POD_SCRIPT, program, storage_program
-from registry.settings import DEFAULT_NODE_TRUST_IMAGE, SettingsError, parse_settings
 from registry.trust_pod import (
     ACCOUNT_DIR,
     CAPABILITIES,

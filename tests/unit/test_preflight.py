@@ -1,4 +1,4 @@
-"""The cluster is read before anything is created (registry/preflight.py).
+"""The cluster is read before anything is created (registry/cluster/).
 
 Under mocks, with a cluster of the test's making (tests/support/stack.py FakeCluster).
 The real API server's side is in tests/engine/test_engine.py: a missing namespace, a
@@ -17,8 +17,10 @@ import time
 
 import pytest
 
-from registry.preflight import CannotRead, KubernetesView, ServiceView, cluster_problems
-from registry.settings import KubeAccess, SettingsError
+from registry.cluster.checks import cluster_problems
+from registry.cluster.kubernetes import KubernetesView
+from registry.cluster.view import CannotRead, ServiceView
+from registry.config.types import KubeAccess, SettingsError
 from tests.support.stack import FakeCluster, run_stack, settings_from
 
 BASE = {"serviceCidr": "10.96.0.0/12", "pullSecretNamespaces": ["registry", "apps", "ci"]}
@@ -300,7 +302,7 @@ def test_a_relative_certificate_path_is_read_beside_its_own_kubeconfig(tmp_path,
                                                       '{server: "https://127.0.0.1:6443", certificate-authority: ca.crt}'))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("KUBECONFIG", str(folder / "config"))
-    from registry.preflight import merged_kubeconfig
+    from registry.cluster.kubernetes import merged_kubeconfig
     merged = merged_kubeconfig(KubeAccess(), {"KUBECONFIG": str(folder / "config")})
     assert merged["clusters"][0]["cluster"]["certificate-authority"] == str(folder / "ca.crt")
 
@@ -403,7 +405,7 @@ def test_a_relative_exec_plugin_path_runs_beside_its_own_kubeconfig_as_in_client
 
 
 def test_an_exec_plugin_named_without_a_path_is_looked_up_on_path_as_in_client_go(tmp_path):
-    from registry.preflight import merged_kubeconfig
+    from registry.cluster.kubernetes import merged_kubeconfig
     path = tmp_path / "config"
     path.write_text(KUBECONFIG.replace("{name: u, user: {token: not-a-real-token}}",
                                        "{name: u, user: {exec: {apiVersion: client.authentication.k8s.io/v1, command: aws}}}"))

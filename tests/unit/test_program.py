@@ -477,7 +477,7 @@ def test_the_pvc_storage_objects_are_exactly_those_before_s3_existed():
     service = by_name[("kubernetes:core/v1:Service", "registry-service")]["inputs"]["metadata"]
     assert service.pop("annotations") == {"pulumi.com/skipAwait": "true"}
     # Came later: the namespace and the Service carry the stack that made them
-    # (registry/preflight.py tells them from another stack's by it).
+    # (registry/cluster/checks.py tells them from another stack's by it).
     for kind, name in (("Namespace", "registry-namespace"), ("Service", "registry-service")):
         labels = by_name[(f"kubernetes:core/v1:{kind}", name)]["inputs"]["metadata"]["labels"]
         assert labels.pop("registry.pulumi.com/stack") == "organization.registry.test"

@@ -1,5 +1,5 @@
 """The canary for a Pulumi SDK upgrade: every internal the mock harness and
-registry/settings.py's config_keys() use is still where it was."""
+registry/config/load.py's config_keys() use is still where it was."""
 
 import importlib
 

@@ -7,7 +7,8 @@ import subprocess
 import pytest
 import yaml
 
-from registry.settings import DEFAULT_IMAGE, SettingsError, parse_settings
+from registry.config.load import SettingsError, parse_settings
+from registry.config.model import DEFAULT_IMAGE
 from tests.support.constants import BASE_CONFIG, HOST_KEY
 from tests.support.stack import KEY, ROOT, run_stack, settings_from
 
@@ -46,7 +47,8 @@ def test_pulumi_yaml_declares_the_same_defaults_the_code_applies():
         "storage": code.storage, "replicas": code.replicas,
         "caGeneration": code.ca_generation, "gcSchedule": code.gc_schedule, "metrics": code.metrics,
         "discovery": code.discovery, "nodeTrust": code.node_trust, "nodeTrustImage": code.node_trust_image,
-        "clusterCheck": code.cluster_check,
+        "clusterCheck": code.cluster_check, "serviceAccountPullSecret": code.service_account_pull_secret,
+        "sshAgent": code.ssh_agent,
     }
     assert {k: v["default"] for k, v in declared.items()} == expected
     for key, spec in declared.items():
@@ -395,7 +397,8 @@ def test_an_image_reference_that_no_runtime_would_pull_is_refused(image):
 
 
 def test_the_node_trust_image_runs_as_root_on_every_node_so_it_is_pinned_by_digest_or_warned_of():
-    from registry.settings import DEFAULT_NODE_TRUST_IMAGE, warnings
+    from registry.config.model import DEFAULT_NODE_TRUST_IMAGE
+    from registry.config.rules import warnings
 
     assert re.fullmatch(r"curlimages/curl:8\.12\.1@sha256:[0-9a-f]{64}", DEFAULT_NODE_TRUST_IMAGE)
     assert warnings(settings_from({"nodeTrust": "cluster"}, key=None)) == []
@@ -404,7 +407,7 @@ def test_the_node_trust_image_runs_as_root_on_every_node_so_it_is_pinned_by_dige
 
 
 def test_ssh_with_no_node_to_trust_the_registry_is_warned_of_at_every_run():
-    from registry.settings import warnings
+    from registry.config.rules import warnings
 
     (warning,) = warnings(settings_from({}, key=None))
     assert warning.startswith("registry:nodeTrust is ssh and registry:nodes lists no node") and "nodeTrust cluster" in warning

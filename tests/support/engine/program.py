@@ -7,47 +7,41 @@ resources cannot be registered. Instead, the test makes the CA, the server
 certificate and key, and the passwords with real cryptography and gives them
 to the stack as secret config in the `material` namespace; the htpasswd is
 made from them by the program's own code (registry.credentials). There are no
-node commands over SSH; nodeTrust cluster, which needs none, runs as it is. The settings, the checks, the choice of certificate, the
-components and the outputs are the program's own, through registry.program.
+node commands over SSH; nodeTrust cluster, which needs none, runs as it is.
+Everything else is the program's own `registry.program.run`.
 """
 
 from __future__ import annotations
 
 import pulumi
 
+from registry.cluster.certificate import UserCertificate
+from registry.config.model import Settings
 from registry.credentials import htpasswd_file
-from registry.preflight import check_cluster, connect, user_certificate, with_node_addresses
-from registry.program import Material, deploy, prepare_nodes, serving_certificate, stack_outputs
-from registry.settings import load_settings, warnings
+from registry.program import Material, run, serving_certificate
 from registry.workload import ServingCertificate
 
 MATERIAL = "material"
 
 
-def main() -> None:
-    settings = load_settings()
-    for warning in warnings(settings):
-        pulumi.log.warn(warning)
-    cluster = connect(settings)
-    check_cluster(settings, cluster)
-    settings = with_node_addresses(settings, cluster)
+def from_config(settings: Settings, user: UserCertificate | None) -> Material:
+    """The test's certificates and passwords, from the stack's `material` config."""
     config = pulumi.Config(MATERIAL)
     passwords = config.require_secret_object("passwords")
     salts = config.require_object("salts")
     users = list(settings.users)
 
-    def from_config() -> ServingCertificate:
+    def made_by_the_test() -> ServingCertificate:
         return ServingCertificate(ca_pem=config.require("caCert"), cert_pem=config.require("serverCert"),
                                   key_pem=config.require_secret("serverKey"))
 
-    served = Material(
-        certificate=serving_certificate(user_certificate(settings, cluster), from_config),
+    return Material(
+        certificate=serving_certificate(user, made_by_the_test),
         htpasswd=passwords.apply(lambda p: htpasswd_file([(u, p[u], salts[u]) for u in users])),
         http_secret=config.require_secret("httpSecret"),
         passwords={user: passwords.apply(lambda p, user=user: p[user]) for user in users},
     )
-    # nodeTrust cluster is all Kubernetes objects, so it runs here as in __main__.py.
-    nodes = prepare_nodes(settings, served.certificate.ca_pem) if settings.node_trust == "cluster" else None
-    registry = deploy(settings, served, nodes) if nodes else deploy(settings, served)
-    for name, value in stack_outputs(settings, served, registry).items():
-        pulumi.export(name, value)
+
+
+def main() -> None:
+    run(from_config, node_commands=False)

@@ -18,21 +18,15 @@ Only `tlsSecret` needs the read, and is refused without it.
 
 from __future__ import annotations
 
-import base64
-import copy
 import dataclasses
-import datetime
 import ipaddress
-import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol, cast
 
 import pulumi
 
-from . import brought_certificate
-from .names import (
+from ..config.model import Settings
+from ..config.types import SettingsError, TrustMode
+from ..config.validators import is_ip
+from ..names import (
     CA_GENERATION_LABEL,
     DATA_CLAIM,
     DISCOVERY_CONFIGMAP,
@@ -48,94 +42,9 @@ from .names import (
     owned_labels,
     stack_label_value,
 )
-from .settings import KubeAccess, Settings, SettingsError
-from .trust_pod import ROLLOUT_TIMEOUT_SECONDS
-from .validators import is_ip
-
-# Seconds to connect to the API server, and to wait for each answer, with no retry:
-# a first `pulumi preview` must not hang on a dead cluster (the client's own retries
-# made one wait 89 s).
-CONNECT_TIMEOUT = 3
-READ_TIMEOUT = 5
-
-DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
-NO_PROVISIONER = "kubernetes.io/no-provisioner"
-# A certificate from tlsSecret closer than this to its end gets a warning at every run.
-EXPIRY_WARNING = datetime.timedelta(days=21)
-
-
-class CannotRead(Exception):
-    """The cluster could not be read (not: the object does not exist)."""
-
-
-class ClusterView(Protocol):
-    """The few reads the checks need. `None` means: the object does not exist."""
-
-    def namespace_labels(self, name: str) -> dict[str, str] | None: ...
-
-    def account_pull_secrets(self, namespace: str) -> list[str] | None: ...
-
-    def object_labels(self, kind: str, namespace: str, name: str) -> dict[str, str] | None:
-        """The labels of a Secret, ConfigMap or PersistentVolumeClaim (`kind`)."""
-        ...
-
-    def storage_classes(self) -> dict[str, bool]:
-        """Every StorageClass, by name: whether it is the cluster's default."""
-        ...
-
-    def unprovisioned_classes(self) -> set[str]:
-        """The StorageClasses no provisioner makes volumes for (kubernetes.io/no-provisioner)."""
-        ...
-
-    def available_volumes(self, storage_class: str) -> list[str]:
-        """The capacities of the Available PersistentVolumes of that class a ReadWriteOnce claim can bind."""
-        ...
-
-    def services(self) -> list[ServiceView]:
-        """Every Service in the cluster."""
-        ...
-
-    def node_names(self, label_selector: str = "") -> list[str]:
-        """The names of the cluster's nodes (that match the selector)."""
-        ...
-
-    def node_addresses(self) -> dict[str, str]:
-        """Each node's first InternalIP, as its status reports it, by node name."""
-        ...
-
-    def service_ranges(self) -> list[str] | None:
-        """The cluster's Service IP ranges (ServiceCIDR objects, Kubernetes 1.33+); None: not served."""
-        ...
-
-    def not_ready_nodes(self) -> list[str]:
-        """The nodes whose Ready condition is not True (down, or cut off)."""
-        ...
-
-    def daemon_set_being_deleted(self, namespace: str, name: str) -> bool:
-        """Whether that DaemonSet exists and carries a deletionTimestamp."""
-        ...
-
-    def secret(self, namespace: str, name: str) -> tuple[str, dict[str, str]] | None:
-        """A Secret's type and its data, decoded."""
-        ...
-
-
-@dataclass(frozen=True)
-class ServiceView:
-    namespace: str
-    name: str
-    cluster_ips: tuple[str, ...]
-    node_ports: tuple[int, ...]
-    labels: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class UserCertificate:
-    """The server certificate the user brings, its key and the CA nodes trust for it."""
-
-    certificate: str
-    key: pulumi.Output[str]
-    ca: str
+from ..trust_pod import ROLLOUT_TIMEOUT_SECONDS
+from .certificate import _unreadable_tls_secret, read_tls_secret
+from .view import CannotRead, ClusterView
 
 
 def own_namespace_labels(settings: Settings) -> dict[str, str]:
@@ -201,7 +110,7 @@ def _registry_namespace(settings: Settings, cluster: ClusterView) -> list[str]:
 
 
 def _node_trust_namespace(settings: Settings, cluster: ClusterView) -> list[str]:
-    if settings.node_trust != "cluster":
+    if settings.node_trust is not TrustMode.CLUSTER:
         return []
     name = node_trust_namespace(settings.namespace)
     existing = cluster.namespace_labels(name)
@@ -217,7 +126,7 @@ def _node_trust_namespace(settings: Settings, cluster: ClusterView) -> list[str]
 def _node_trust_daemon_set(settings: Settings, cluster: ClusterView) -> list[str]:
     # A destroy that failed on a node that was down leaves the DaemonSet being deleted:
     # an up now would report success while every node is given back as soon as it can be.
-    if settings.node_trust != "cluster":
+    if settings.node_trust is not TrustMode.CLUSTER:
         return []
     namespace = node_trust_namespace(settings.namespace)
     if not cluster.daemon_set_being_deleted(namespace, NODE_TRUST_NAME):
@@ -235,7 +144,7 @@ def _node_trust_daemon_set(settings: Settings, cluster: ClusterView) -> list[str
 
 def _nodes_behind(settings: Settings, cluster: ClusterView) -> list[str]:
     """With nodeTrust cluster, the nodes that cannot take a change now: named before up waits for them."""
-    if settings.node_trust != "cluster":
+    if settings.node_trust is not TrustMode.CLUSTER:
         return []
     return [
         f"node {node} is not Ready: its node-trust pod cannot take a change of this run (a CA rotation, say) "
@@ -250,7 +159,7 @@ def with_node_addresses(settings: Settings, cluster: ClusterView) -> Settings:
     """nodeTrust cluster with no `nodes`: a workstation reaches the node port on the
     cluster's nodes, by the InternalIP `kubectl get nodes -o wide` shows; they are
     the external endpoints and in the server certificate."""
-    if settings.node_trust != "cluster" or settings.nodes or not settings.cluster_check:
+    if settings.node_trust is not TrustMode.CLUSTER or settings.nodes or not settings.cluster_check:
         return settings
     try:
         reported = cluster.node_addresses()
@@ -444,41 +353,6 @@ def quantity_bytes(quantity: str) -> float:
     return float(number) * _UNITS[quantity[len(number) :]]
 
 
-def unreachable(server: str, error: Exception) -> str:
-    """Why the API server at `server` gave no answer, in one line a user can act on."""
-    from urllib3 import exceptions
-
-    reason = getattr(error, "reason", None) or error
-    if isinstance(reason, exceptions.ConnectTimeoutError):
-        return f"the API server at {server} did not accept a connection within {CONNECT_TIMEOUT} s"
-    if isinstance(reason, exceptions.ReadTimeoutError | TimeoutError):
-        return f"the API server at {server} did not answer within {READ_TIMEOUT} s"
-    if isinstance(reason, exceptions.NewConnectionError | ConnectionRefusedError):
-        return f"nothing answers at {server} (connection refused)"
-    if isinstance(reason, exceptions.SSLError):
-        return f"the API server at {server} failed TLS: {str(reason).splitlines()[0][:200]}"
-    return f"{server}: {type(reason).__name__}: {str(reason).splitlines()[0][:200] if str(reason) else ''}"
-
-
-class Unreachable:
-    """A cluster that could not be reached: every read says why."""
-
-    def __init__(self, reason: str):
-        self.reason = reason
-
-    def __getattr__(self, read: str):
-        raise CannotRead(self.reason)
-
-
-def connect(settings: Settings) -> ClusterView:
-    """The cluster pulumi-kubernetes deploys to, with its kubeconfig and context
-    (the tests' mocks put a cluster of their own here)."""
-    try:
-        return KubernetesView.reaching(settings.kube)
-    except CannotRead as reason:
-        return cast(ClusterView, Unreachable(str(reason)))
-
-
 def check_cluster(settings: Settings, cluster: ClusterView) -> None:
     """Refuse, before any resource is registered, a config that this cluster would
     half-apply, with every problem at once.
@@ -519,282 +393,3 @@ def check_cluster(settings: Settings, cluster: ClusterView) -> None:
         pulumi.log.warn(warning)
     if problems:
         raise SettingsError("the cluster does not fit the config; nothing was created:\n  " + "\n  ".join(problems))
-
-
-def _unreadable_tls_secret(settings: Settings, reason: CannotRead) -> SettingsError:
-    assert settings.tls_secret is not None
-    return SettingsError(
-        f"registry:tlsSecret is {'/'.join(settings.tls_secret)!r}, and the cluster could not "
-        f"be read ({reason}); the server certificate comes from there"
-    )
-
-
-def user_certificate(settings: Settings, cluster: ClusterView) -> UserCertificate | None:
-    """The certificate the user brings, from the config or from tlsSecret (as
-    check_cluster accepted it), or None when the program makes its own."""
-    if settings.tls_certificate is not None:
-        assert settings.tls_key is not None and settings.tls_ca is not None, "registry/settings.py requires all three"
-        return UserCertificate(
-            brought_certificate.certificates_pem(settings.tls_certificate),
-            settings.tls_key,
-            brought_certificate.certificates_pem(settings.tls_ca),
-        )
-    if settings.tls_secret is None:
-        return None
-    try:
-        _, certificate = read_tls_secret(settings, cluster)
-    except CannotRead as reason:
-        raise _unreadable_tls_secret(settings, reason) from None
-    assert certificate is not None, "check_cluster refuses a tlsSecret it cannot serve"
-    left = brought_certificate.expires(certificate.certificate) - datetime.datetime.now(datetime.UTC)
-    if left < EXPIRY_WARNING:
-        pulumi.log.warn(
-            f"registry:tlsSecret {'/'.join(settings.tls_secret)!r} holds a certificate that expires in "
-            f"{left.days} days; once it is renewed there, run pulumi up again to serve the new one"
-        )
-    return certificate
-
-
-def read_tls_secret(settings: Settings, cluster: ClusterView) -> tuple[list[str], UserCertificate | None]:
-    """The certificate in the user's kubernetes.io/tls Secret (cert-manager's, say), checked as one from the
-    config is: (problems, None) or ([], the certificate). The program copies it into its own TLS Secret at
-    each run: the copy follows a renewal at the next `pulumi up`."""
-    assert settings.tls_secret is not None
-    namespace, name = settings.tls_secret
-    where = f"{namespace}/{name}"
-    found = cluster.secret(namespace, name)
-    if found is None:
-        return [
-            f"registry:tlsSecret is {where!r}, a Secret that does not exist (kubectl -n {namespace} get secret {name})"
-        ], None
-    kind, data = found
-    missing = [field for field in ("tls.crt", "tls.key") if not data.get(field)]
-    if missing:
-        return [
-            f"registry:tlsSecret is {where!r}, a Secret of type {kind} without {' and '.join(missing)}; "
-            "it must hold the server certificate in tls.crt and its key in tls.key (type kubernetes.io/tls)"
-        ], None
-    ca = settings.tls_ca or data.get("ca.crt") or None
-    names = brought_certificate.Names(
-        certificate=f"registry:tlsSecret {where!r} tls.crt",
-        key=f"registry:tlsSecret {where!r} tls.key",
-        ca="registry:tlsCa" if settings.tls_ca else f"registry:tlsSecret {where!r} ca.crt (or registry:tlsCa)",
-    )
-    problems = brought_certificate.problems(data["tls.crt"], data["tls.key"], ca, settings.hostname, names)
-    if problems:
-        return problems, None
-    assert ca is not None, "brought_certificate.problems refuses a certificate without a CA"
-    return [], UserCertificate(
-        brought_certificate.certificates_pem(data["tls.crt"]),
-        pulumi.Output.secret(data["tls.key"]),
-        brought_certificate.certificates_pem(ca),
-    )
-
-
-class KubernetesView:
-    """The reads, through the Kubernetes API, with pulumi-kubernetes' kubeconfig and context."""
-
-    def __init__(self, api_client):
-        from kubernetes import client
-
-        self.server = api_client.configuration.host
-        self._core = client.CoreV1Api(api_client)
-        self._apps = client.AppsV1Api(api_client)
-        self._storage = client.StorageV1Api(api_client)
-        self._networking = client.NetworkingV1Api(api_client)
-
-    @classmethod
-    def reaching(cls, access: KubeAccess) -> KubernetesView:
-        from kubernetes import config as kube_config
-        from kubernetes.client import ApiClient, Configuration
-
-        try:
-            merged = merged_kubeconfig(access, os.environ)
-            configuration = Configuration()
-            if merged is None:
-                try:
-                    kube_config.load_incluster_config(client_configuration=configuration)
-                except kube_config.ConfigException:
-                    raise CannotRead(
-                        "no kubeconfig (kubernetes:kubeconfig, $KUBECONFIG or ~/.kube/config), "
-                        "and not running in a cluster"
-                    ) from None
-            else:
-                kube_config.load_kube_config_from_dict(
-                    merged, context=access.context, client_configuration=configuration
-                )
-            # One try per read: the timeouts bound it (urllib3 would retry three times).
-            configuration.retries = False  # pyright: ignore[reportAttributeAccessIssue]  (set in __init__, not declared)
-            return cls(ApiClient(configuration))
-        except CannotRead:
-            raise
-        except Exception as error:  # a kubeconfig that does not load is pulumi-kubernetes' to report
-            raise CannotRead(f"kubeconfig: {error}".splitlines()[0]) from None
-
-    def _read(self, call, *args, **kwargs) -> Any:
-        """The API's answer (a kubernetes client model), or None for 404."""
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            return call(*args, _request_timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), **kwargs)
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise CannotRead(f"{error.status} {error.reason}") from None
-        except Exception as error:  # connection refused, timeout, TLS
-            raise CannotRead(unreachable(self.server, error)) from None
-
-    def namespace_labels(self, name: str) -> dict[str, str] | None:
-        namespace = self._read(self._core.read_namespace, name)
-        return None if namespace is None else dict(namespace.metadata.labels or {})
-
-    def account_pull_secrets(self, namespace: str) -> list[str] | None:
-        account = self._read(self._core.read_namespaced_service_account, "default", namespace)
-        return None if account is None else [ref.name for ref in account.image_pull_secrets or []]
-
-    def object_labels(self, kind: str, namespace: str, name: str) -> dict[str, str] | None:
-        read = {
-            "Secret": self._core.read_namespaced_secret,
-            "ConfigMap": self._core.read_namespaced_config_map,
-            "PersistentVolumeClaim": self._core.read_namespaced_persistent_volume_claim,
-        }[kind]
-        found = self._read(read, name, namespace)
-        return None if found is None else dict(found.metadata.labels or {})
-
-    def secret(self, namespace: str, name: str) -> tuple[str, dict[str, str]] | None:
-        secret = self._read(self._core.read_namespaced_secret, name, namespace)
-        if secret is None:
-            return None
-        data = {key: base64.b64decode(value).decode(errors="replace") for key, value in (secret.data or {}).items()}
-        return secret.type, data
-
-    def services(self) -> list[ServiceView]:
-        found = self._read(self._core.list_service_for_all_namespaces)
-        return [
-            ServiceView(
-                namespace=item.metadata.namespace,
-                name=item.metadata.name,
-                cluster_ips=tuple(item.spec.cluster_i_ps or ([item.spec.cluster_ip] if item.spec.cluster_ip else [])),
-                node_ports=tuple(port.node_port for port in item.spec.ports or [] if port.node_port),
-                labels=dict(item.metadata.labels or {}),
-            )
-            for item in found.items
-        ]
-
-    def node_names(self, label_selector: str = "") -> list[str]:
-        found = self._read(self._core.list_node, label_selector=label_selector)
-        return [item.metadata.name for item in found.items]
-
-    def node_addresses(self) -> dict[str, str]:
-        found = self._read(self._core.list_node)
-        # The first InternalIP of each node (a dual-stack node has two).
-        firsts = {
-            item.metadata.name: next((a.address for a in item.status.addresses or [] if a.type == "InternalIP"), None)
-            for item in found.items
-        }
-        return {name: address for name, address in firsts.items() if address}
-
-    def not_ready_nodes(self) -> list[str]:
-        found = self._read(self._core.list_node)
-        ready = {
-            item.metadata.name
-            for item in found.items
-            if any(c.type == "Ready" and c.status == "True" for c in (item.status.conditions or []))
-        }
-        return sorted(item.metadata.name for item in found.items if item.metadata.name not in ready)
-
-    def daemon_set_being_deleted(self, namespace: str, name: str) -> bool:
-        found = self._read(self._apps.read_namespaced_daemon_set, name, namespace)
-        return found is not None and found.metadata.deletion_timestamp is not None
-
-    def service_ranges(self) -> list[str] | None:
-        found = self._read(self._networking.list_service_cidr)
-        if found is None:
-            return None
-        return [cidr for item in found.items for cidr in item.spec.cidrs or []]
-
-    def storage_classes(self) -> dict[str, bool]:
-        classes = self._read(self._storage.list_storage_class)
-        return {
-            item.metadata.name: (item.metadata.annotations or {}).get(DEFAULT_CLASS_ANNOTATION) == "true"
-            for item in classes.items
-        }
-
-    def unprovisioned_classes(self) -> set[str]:
-        classes = self._read(self._storage.list_storage_class)
-        return {item.metadata.name for item in classes.items if item.provisioner == NO_PROVISIONER}
-
-    def available_volumes(self, storage_class: str) -> list[str]:
-        volumes = self._read(self._core.list_persistent_volume)
-        return [
-            (item.spec.capacity or {}).get("storage", "0")
-            for item in volumes.items
-            if item.spec.storage_class_name == storage_class
-            and (item.status.phase if item.status else None) == "Available"
-            and "ReadWriteOnce" in (item.spec.access_modes or [])
-        ]
-
-
-# Fields of a kubeconfig that name files, which client-go resolves against the
-# folder of the file that holds them.
-_FILE_FIELDS = {"clusters": ("certificate-authority",), "users": ("client-certificate", "client-key", "tokenFile")}
-
-
-def merged_kubeconfig(access: KubeAccess, environ: Mapping[str, str]) -> dict | None:
-    """The kubeconfig pulumi-kubernetes reads, as one document, or None (then in-cluster).
-
-    pulumi-kubernetes loads it with client-go's rules, as kubectl does:
-    kubernetes:kubeconfig (a path or the text), else every file of $KUBECONFIG
-    in order, else ~/.kube/config; merged so that the first file to name a
-    cluster, user or context wins, and so does the first current-context (the
-    Python client's own merge takes the last). kubernetes:cluster replaces the
-    chosen context's cluster.
-    """
-    import yaml
-
-    documents: list[tuple[dict, Path | None]] = []
-    if access.kubeconfig and os.path.isfile(os.path.expanduser(access.kubeconfig)):
-        path = Path(os.path.abspath(os.path.expanduser(access.kubeconfig)))
-        documents.append((yaml.safe_load(path.read_text()) or {}, path.parent))
-    elif access.kubeconfig:
-        documents.append((yaml.safe_load(access.kubeconfig) or {}, None))
-    else:
-        listed = environ.get("KUBECONFIG")
-        paths = [p for p in listed.split(os.pathsep) if p] if listed else [os.path.expanduser("~/.kube/config")]
-        for name in paths:
-            path = Path(os.path.abspath(name))
-            if path.is_file():
-                documents.append((yaml.safe_load(path.read_text()) or {}, path.parent))
-        if not documents:
-            return None
-    merged: dict = {"apiVersion": "v1", "kind": "Config", "clusters": [], "users": [], "contexts": []}
-    for document, folder in documents:
-        if not isinstance(document, dict):
-            raise ValueError("a kubeconfig is not a YAML mapping")
-        if document.get("current-context") and not merged.get("current-context"):
-            merged["current-context"] = document["current-context"]
-        for section in ("clusters", "users", "contexts"):
-            known = {entry["name"] for entry in merged[section]}
-            for entry in document.get(section) or []:
-                if entry.get("name") in known:
-                    continue
-                entry = copy.deepcopy(entry)
-                inner = entry.get(section[:-1]) or {}
-                for key in _FILE_FIELDS.get(section, ()):
-                    if folder is not None and inner.get(key) and not os.path.isabs(inner[key]):
-                        inner[key] = str(folder / inner[key])
-                plugin = inner.get("exec") if section == "users" else None
-                # An exec command with a path separator is a file beside the kubeconfig;
-                # one without is looked up on PATH (client-go's GetAuthInfoFileReferences).
-                if isinstance(plugin, dict) and folder is not None:
-                    command = plugin.get("command") or ""
-                    if "/" in command and not os.path.isabs(command):
-                        plugin["command"] = str(folder / command)
-                merged[section].append(entry)
-                known.add(entry["name"])
-    if access.cluster:
-        chosen = access.context or merged.get("current-context")
-        for entry in merged["contexts"]:
-            if entry.get("name") == chosen:
-                entry.setdefault("context", {})["cluster"] = access.cluster
-    return merged
