@@ -44,6 +44,12 @@ code=${line%% *}; body=${line#* }
 printf '%s' "$body" > "$out"
 printf '%s' "$code"
 """
+SLEEP = """#!/bin/sh
+# stub: records each pause; the idle wait (an hour) is real, a back-off or a retry pause lasts 20 ms
+printf '%s\\n' "$1" >> "$LOG/sleeps"
+if [ "$1" = 3600 ]; then exec /bin/sleep 3600; fi
+exec /bin/sleep 0.02
+"""
 
 
 @pytest.fixture
@@ -56,7 +62,7 @@ def pod(tmp_path):
     (files / "pod.sh").write_text(POD_SCRIPT)
     (account / "token").write_text(TOKEN)
     (account / "ca.crt").write_text("ca")
-    for name, text in (("chroot", CHROOT), ("curl", CURL)):
+    for name, text in (("chroot", CHROOT), ("curl", CURL), ("sleep", SLEEP)):
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
     env = {
@@ -74,6 +80,12 @@ def answers(log: Path, *lines: str) -> None:
 
 def chroot_runs(log: Path) -> list[str]:
     path = log / "chroot"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def sleeps(log: Path) -> list[str]:
+    """The pauses pod.sh took, in order ("3600" is the idle wait after create succeeded)."""
+    path = log / "sleeps"
     return path.read_text().splitlines() if path.exists() else []
 
 
@@ -99,12 +111,12 @@ def wait_for(check, seconds: float = 10) -> None:
         time.sleep(0.05)
 
 
-def stopped(shell: list[str], files: Path, env: dict, log: Path | None = None, runs: int = 1) -> subprocess.CompletedProcess:
-    """Start `pod.sh run`, let its create run `runs` times, then send TERM, as kubelet does; returns how it ended."""
+def stopped(shell: list[str], files: Path, env: dict, log: Path, runs: int = 1) -> subprocess.CompletedProcess:
+    """Start `pod.sh run`, let its create run `runs` times, then send TERM, as kubelet does; returns how it ended.
+
+    TERM goes once the script waits (idle after success, or in its back-off after a failure)."""
     process = started(shell, files, env)
-    if log is not None:
-        wait_for(lambda: len(chroot_runs(log)) >= runs)
-    time.sleep(0.3)
+    wait_for(lambda: len(chroot_runs(log)) >= runs and len(sleeps(log)) >= runs)
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=30)
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)
@@ -189,6 +201,7 @@ def test_when_the_api_server_cannot_say_it_asks_again_and_a_failed_undo_is_retri
     assert chroot_runs(log) == ["/host-root|REG_ACTION=create"] + ["/host-root|REG_ACTION=delete"] * 2
     reads = [line for line in curl_calls(log) if "/daemonsets/" in line]
     assert len(reads) == 3
+    assert sleeps(log)[-2:] == ["1", "1"], "asked again, then the undo retried, a second apart"
 
 
 @pytest.mark.parametrize("shell", SHELLS)
@@ -206,6 +219,8 @@ def test_a_create_that_fails_is_tried_again_and_named_in_one_event_on_the_daemon
     assert process.returncode == 0, err
     events = [c for c in curl_calls(log) if "-X POST" in c]
     assert len(events) == 1, "one event per distinct failure"
+    backoff = sleeps(log)[:2]
+    assert backoff == ["1", "2"], f"the pause doubles from one second: {backoff}"
     (event,) = events
     assert '"reason":"NodeNotTrusted"' in event and '"uid":"ds-uid-1"' in event and '"type":"Warning"' in event
     assert "node node-1: the node program failed (status 1): error: cannot write /etc/hosts (read-only?)" in event
