@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What the cluster check before anything is created (registry/cluster/checks.py) adds to every preview and up.
 
-Starts the engine tests' loopback control plane (tests/engine/cluster.py; the
+Starts the engine tests' loopback control plane (tests/support/engine/cluster.py; the
 toolchain must be built: tests/engine/toolchain.sh), fills it with namespaces
 and Services like a busy cluster, and times `check_cluster` as the program
 calls it, once per fresh interpreter as each `pulumi preview` or `up` runs the

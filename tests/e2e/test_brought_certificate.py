@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.certs import CLUSTER_IP, brought_certificate
+from tests.support.certs import brought_certificate
 from tests.support.certs import brought_config as config
-from tests.support.nodes import NEEDED, make_factory, require_tools
+from tests.support.constants import CLUSTER_IP, COMMAND
+from tests.support.nodes import NEEDED, simulated_nodes
 from tests.support.oci import read_image, write_image
-from tests.support.registry_server import REGISTRY_TOOL, PodSource, Registry
+from tests.support.registry_server import REGISTRY_TOOL, pull_authfile, serving
 from tests.support.stack import run_stack
 
 
@@ -19,28 +20,22 @@ def own():
 
 
 def test_a_node_pushes_by_name_to_the_real_registry_serving_the_users_certificate(own, tmp_path):
-    require_tools({**NEEDED, **REGISTRY_TOOL, "skopeo": "skopeo"})
-    factory = make_factory()
-    registry = None
-    try:
+    with simulated_nodes({**NEEDED, **REGISTRY_TOOL, "skopeo": "skopeo"}) as factory:
         node = factory.start()
         run = run_stack(config(own, sshPrivateKey=factory.private_key,
                                nodes=[{"name": "n", "host": node.address, "port": node.port}]))
         assert run.error is None, run.error
-        (command,) = run.of_type("command:remote:Command")
+        (command,) = run.of_type(COMMAND)
         result = node.run_command(command.inputs, "create")
         assert result.returncode == 0, result.stderr
-        registry = Registry(PodSource.from_run(run), tmp_path / "registry").start()
-        auth = tmp_path / "auth.json"
-        auth.write_text(run.one("kubernetes:core/v1:Secret", "registry-pull-default").inputs["stringData"][".dockerconfigjson"])
+        auth = pull_authfile(run, tmp_path / "auth.json")
         write_image(tmp_path / "image", "v1")
-        pushed = node.inside("skopeo", "--command-timeout", "60s", "copy", "--dest-authfile", str(auth),
-                             f"oci:{tmp_path / 'image'}:v1", "docker://image-registry:5000/own/app:1", check=False, timeout=120)
-        assert pushed.returncode == 0, pushed.stderr
-        pulled = node.inside("skopeo", "--command-timeout", "60s", "copy", "--src-authfile", str(auth),
-                             "docker://image-registry:5000/own/app:1", f"oci:{tmp_path / 'out'}:v1", check=False, timeout=120)
+        with serving(run, tmp_path / "registry"):
+            pushed = node.inside("skopeo", "--command-timeout", "60s", "copy", "--dest-authfile", str(auth),
+                                 f"oci:{tmp_path / 'image'}:v1", "docker://image-registry:5000/own/app:1", check=False,
+                                 timeout=120)
+            assert pushed.returncode == 0, pushed.stderr
+            pulled = node.inside("skopeo", "--command-timeout", "60s", "copy", "--src-authfile", str(auth),
+                                 "docker://image-registry:5000/own/app:1", f"oci:{tmp_path / 'out'}:v1", check=False,
+                                 timeout=120)
         assert pulled.returncode == 0 and read_image(tmp_path / "out")[0] == read_image(tmp_path / "image")[0], pulled.stderr
-    finally:
-        if registry:
-            registry.stop()
-        factory.close()

@@ -12,20 +12,20 @@ import http.client
 import json
 import ssl
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.support.nodes import NEEDED, Node, Snapshot, diff, make_factory, require_tools
+from tests.support.constants import CLUSTER_IP, COMMAND
+from tests.support.nodes import NEEDED, Node, Snapshot, diff, simulated_nodes
 from tests.support.oci import read_image, write_image
-from tests.support.registry_server import REGISTRY_TOOL, PodSource, Registry
+from tests.support.polling import eventually
+from tests.support.registry_server import REGISTRY_TOOL, Registry, pull_authfile, serving
 from tests.support.stack import StackRun, run_stack
 from tests.support.trust import WITH_CONFIG_PATH
 
 E2E_TOOLS = {**NEEDED, **REGISTRY_TOOL, "skopeo": "skopeo", "containerd": "containerd", "ctr": "containerd"}
-CLUSTER_IP = "127.0.10.1"
 IMAGE = "e2e/hello:v1"
 
 
@@ -47,12 +47,9 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    require_tools(E2E_TOOLS)
     root = tmp_path_factory.mktemp("e2e")
     root.chmod(0o755)
-    factory = make_factory()
-    registry = None
-    try:
+    with simulated_nodes(E2E_TOOLS) as factory:
         a = factory.start()
         b = factory.start(WITH_CONFIG_PATH)
         c = factory.start()
@@ -65,21 +62,13 @@ def world(tmp_path_factory):
             "nodes": [{"name": f"n{n.index}", "host": n.address, "port": n.port} for n in (a, b)],
         })
         assert run.error is None, run.error
-        registry = Registry(PodSource.from_run(run), root / "registry").start()
-        commands = {c_.inputs["connection"]["host"]: c_.inputs for c_ in run.of_type("command:remote:Command")}
+        commands = {c_.inputs["connection"]["host"]: c_.inputs for c_ in run.of_type(COMMAND)}
         for node in (a, b):
             result = node.run_command(commands[node.address], "create")
             assert result.returncode == 0, result.stderr
-        pull_secret = next(r for r in run.of_type("kubernetes:core/v1:Secret") if r.inputs["type"] == "kubernetes.io/dockerconfigjson")
-        authfile = root / "auth.json"
-        authfile.write_text(pull_secret.inputs["stringData"][".dockerconfigjson"])
-        authfile.chmod(0o600)
-        yield World(a=a, b=b, c=c, run=run, registry=registry, root=root, commands=commands,
-                    authfile=authfile, initial=initial)
-    finally:
-        if registry:
-            registry.stop()
-        factory.close()
+        with serving(run, root / "registry") as registry:
+            yield World(a=a, b=b, c=c, run=run, registry=registry, root=root, commands=commands,
+                        authfile=pull_authfile(run, root / "auth.json"), initial=initial)
 
 
 def skopeo(node, *args, timeout=120):
@@ -148,10 +137,12 @@ def test_containerd_in_a_node_pulls_by_name_through_hosts_toml(world, pushed):
         stdout=open(state / "log", "wb"), stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.monotonic() + 20
-        while not socket_path.exists():
-            assert daemon.poll() is None and time.monotonic() < deadline, (state / "log").read_text()
-            time.sleep(0.1)
+
+        def listening() -> bool:
+            assert daemon.poll() is None, (state / "log").read_text()
+            return socket_path.exists()
+
+        eventually(listening, "containerd's socket", 20, every=0.1, detail=lambda: (state / "log").read_text())
         user = world.run.outputs["username"]
         password = world.run.outputs["password"]
         # ctr has no credentials file; this throwaway password only ever goes to loopback.

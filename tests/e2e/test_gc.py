@@ -26,12 +26,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.constants import CLUSTER_IP
 from tests.support.nodes import require_tools
 from tests.support.oci import INDEX, read_image, write_image, write_index
+from tests.support.polling import eventually
 from tests.support.registry_server import REGISTRY_BINARY, REGISTRY_TOOL, PodSource, Registry
 from tests.support.stack import StackRun, run_stack
 
-CLUSTER_IP = "127.0.10.1"
 TOOLS = {**REGISTRY_TOOL, "skopeo": "skopeo"}
 MANIFEST_TYPES = ", ".join([
     "application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json",
@@ -99,10 +100,7 @@ def mode(world) -> str:
 
 
 def wait_for_mode(world, wanted: str, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while mode(world) != wanted:
-        assert time.monotonic() < deadline, f"mode stayed {mode(world)!r}, wanted {wanted!r}"
-        time.sleep(0.1)
+    eventually(lambda: mode(world) == wanted, f"mode {wanted!r}", seconds, every=0.1, detail=lambda: f"mode is {mode(world)!r}")
 
 
 def skopeo(world, *args):
@@ -145,10 +143,8 @@ def something_pushed(world) -> None:
 
 def wait_until_collecting(world, name: str, why: str = "the job never started collecting") -> None:
     """Until the job `name` reaches `registry garbage-collect` (its hook says so)."""
-    deadline = time.monotonic() + 30
-    while not (world.root / f"{name}-collecting").exists():
-        assert time.monotonic() < deadline, why
-        time.sleep(0.1)
+    eventually(lambda: (world.root / f"{name}-collecting").exists(), f"the job {name} to start collecting", 30, every=0.1,
+               detail=lambda: why)
 
 
 def job(world, name: str, gc_hook: bool = True, binary: str = REGISTRY_BINARY, port: int = 0) -> Registry:
@@ -302,9 +298,9 @@ def test_the_registry_steps_aside_only_once_the_jobs_own_server_serves_pulls(wor
     context = ssl.create_default_context(cadata=world.registry.ca_pem)
     serving = stepped_aside = None
     try:
-        deadline = time.monotonic() + 60
-        while stepped_aside is None:
-            assert time.monotonic() < deadline, "the registry never stepped aside"
+
+        def stepped_aside_yet() -> float | None:
+            nonlocal serving
             if serving is None:
                 try:
                     with socket.create_connection(("127.0.0.1", world.job_port), timeout=0.5) as sock:
@@ -312,9 +308,9 @@ def test_the_registry_steps_aside_only_once_the_jobs_own_server_serves_pulls(wor
                     serving = time.monotonic()
                 except OSError:
                     pass
-            if mode(world) != "rw":
-                stepped_aside = time.monotonic()
-            time.sleep(0.05)
+            return time.monotonic() if mode(world) != "rw" else None
+
+        stepped_aside = eventually(stepped_aside_yet, "the registry to step aside", 60, every=0.05)
         assert serving is not None and serving < stepped_aside
         assert collector.process.wait(120) == 0, (world.root / "order.log").read_text()[-3000:]
     finally:
@@ -407,10 +403,8 @@ def test_a_collection_stops_without_deleting_once_the_registry_leaves_read_only(
         wait_until_collecting(world, "interrupted")
         registry.stop()
         assert mode(world) == "stopped"
-        deadline = time.monotonic() + 10
-        while "collection stopped" not in (root / "interrupted.log").read_text():
-            assert time.monotonic() < deadline, (root / "interrupted.log").read_text()[-3000:]
-            time.sleep(0.1)
+        eventually(lambda: "collection stopped" in (root / "interrupted.log").read_text(), "the job to say it stopped", 10,
+                   every=0.1, detail=lambda: (root / "interrupted.log").read_text()[-3000:])
         registry.start(extra_env=FAST)  # the pod that follows; the job hands back to it
         assert collector.process.wait(60) != 0
     finally:

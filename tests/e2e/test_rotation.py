@@ -15,7 +15,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.verification import PolicyBuilder, Store
 
-from tests.support.nodes import NEEDED, Node, NodeFactory, Snapshot, diff, make_factory, require_tools
+from tests.support.nodes import NEEDED, Node, NodeFactory, Snapshot, diff, simulated_nodes
 from tests.support.oci import read_image, write_image
 from tests.support.registry_server import REGISTRY_TOOL, PodSource, Registry
 from tests.support.rotation import IMAGE, cas, commands, config, replace_password, up
@@ -49,21 +49,18 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    require_tools(TOOLS)
     root = tmp_path_factory.mktemp("rotation")
     root.chmod(0o755)
-    factory = make_factory()
-    world = None
-    try:
+    with simulated_nodes(TOOLS) as factory:
         a = factory.start()  # containerd without config_path: the system store
         b = factory.start(WITH_CONFIG_PATH)
         world = World(root=root, factory=factory, nodes=[a, b], initial={n: n.snapshot() for n in (a, b)},
                       state=ProviderState())
-        yield world
-    finally:
-        if world and world.registry:
-            world.registry.stop()
-        factory.close()
+        try:
+            yield world
+        finally:
+            if world.registry:
+                world.registry.stop()
 
 
 def authfile(world, run: StackRun) -> Path:

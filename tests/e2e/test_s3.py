@@ -7,6 +7,7 @@ the first, node B to the second, as the Service would send them to either.
 """
 
 import base64
+import contextlib
 import hashlib
 import http.client
 import json
@@ -17,9 +18,11 @@ import time
 
 import pytest
 
-from tests.support.nodes import NEEDED, make_factory, require_tools
+from tests.support.constants import CLUSTER_IP
+from tests.support.nodes import NEEDED, simulated_nodes
 from tests.support.oci import write_image
-from tests.support.registry_server import REGISTRY_TOOL, PodSource, Registry
+from tests.support.polling import eventually
+from tests.support.registry_server import REGISTRY_TOOL, PodSource, Registry, pull_authfile, serving
 from tests.support.seaweedfs import SeaweedFS
 from tests.support.stack import run_stack
 from tests.support.trust import command, ok, run
@@ -34,36 +37,25 @@ IMAGE = "s3/hello"
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    require_tools(TOOLS)
     root = tmp_path_factory.mktemp("s3")
     root.chmod(0o755)
     store = SeaweedFS(root / "seaweedfs")
-    factory = make_factory()
-    registries = []
-    try:
+    with simulated_nodes(TOOLS) as factory, contextlib.ExitStack() as running:
+        running.callback(store.stop)
         store.start()
         store.create_bucket(BUCKET)
         program = run_stack({
-            "serviceCidr": "127.0.0.0/8", "clusterIp": "127.0.10.1", "users": ["admin"],
+            "serviceCidr": "127.0.0.0/8", "clusterIp": CLUSTER_IP, "users": ["admin"],
             "storage": "s3", "replicas": 2, "s3": {"bucket": BUCKET, "endpoint": store.endpoint},
             "s3AccessKeyId": store.access_key, "s3SecretAccessKey": store.secret_key,
         })
         assert program.error is None, program.error
         source = PodSource.from_run(program)
-        registries = [Registry(source, root / f"replica{i}", address=ip).start() for i, ip in enumerate(REPLICAS)]
+        registries = [running.enter_context(serving(program, root / f"replica{i}", address=ip)) for i, ip in enumerate(REPLICAS)]
         nodes = [factory.start(), factory.start()]
         for node, replica in zip(nodes, REPLICAS, strict=True):
             ok(run(node, command("create", program.outputs["caCertificate"], ip=replica, entry=f"n{node.index}")))
-        pull = next(r for r in program.of_type("kubernetes:core/v1:Secret") if r.inputs["type"] == "kubernetes.io/dockerconfigjson")
-        authfile = root / "auth.json"
-        authfile.write_text(pull.inputs["stringData"][".dockerconfigjson"])
-        authfile.chmod(0o600)
-        yield World(program, store, source, registries, nodes, authfile, root)
-    finally:
-        for registry in registries:
-            registry.stop()
-        factory.close()
-        store.stop()
+        yield World(program, store, source, registries, nodes, pull_authfile(program, root / "auth.json"), root)
 
 
 class World:
@@ -218,11 +210,8 @@ def test_a_replica_that_cannot_reach_its_bucket_fails_its_probes(world, tmp_path
     try:
         status, _, _ = request(world, "127.0.11.4", "GET", probe["path"])
         assert status == 200, "healthy until the check has failed its threshold"
-        deadline = time.monotonic() + 60
-        while status != 503 and time.monotonic() < deadline:
-            time.sleep(2)
-            status, _, _ = request(world, "127.0.11.4", "GET", probe["path"])
-        assert status == 503
+        eventually(lambda: request(world, "127.0.11.4", "GET", probe["path"])[0] == 503, "the probe to answer 503", 60,
+                   every=2)
     finally:
         unreachable.stop()
 

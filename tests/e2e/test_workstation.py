@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.nodes import NEEDED, Node, make_factory, require_tools
+from tests.support.constants import CLUSTER_IP
+from tests.support.nodes import NEEDED, Node, simulated_nodes
 from tests.support.oci import write_image
-from tests.support.registry_server import REGISTRY_TOOL, PodSource, Registry
+from tests.support.registry_server import REGISTRY_TOOL, serving
 from tests.support.stack import StackRun, run_stack
 
 TOOLS = {**NEEDED, **REGISTRY_TOOL, "skopeo": "skopeo"}
@@ -30,27 +31,20 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    require_tools(TOOLS)
     root = tmp_path_factory.mktemp("workstation")
     root.chmod(0o755)
-    factory = make_factory()
-    registry = None
-    try:
+    with simulated_nodes(TOOLS) as factory:
         node, workstation = factory.start(), factory.start()
         run = run_stack({
-            "serviceCidr": "127.0.0.0/8", "clusterIp": "127.0.10.1", "sshPrivateKey": factory.private_key,
+            "serviceCidr": "127.0.0.0/8", "clusterIp": CLUSTER_IP, "sshPrivateKey": factory.private_key,
             "nodes": [{"name": "cp", "host": node.address, "port": node.port}],
         })
         assert run.error is None, run.error
         node_port = run.one("kubernetes:core/v1:Service").inputs["spec"]["ports"][0]["nodePort"]
-        registry = Registry(PodSource.from_run(run), root / "registry", address=node.address, port=node_port).start()
         layout = root / "image"
         write_image(layout, "v1", layers=2)
-        yield World(run=run, workstation=workstation, layout=layout)
-    finally:
-        if registry:
-            registry.stop()
-        factory.close()
+        with serving(run, root / "registry", address=node.address, port=node_port):
+            yield World(run=run, workstation=workstation, layout=layout)
 
 
 def push(world, endpoint: str):

@@ -41,6 +41,7 @@ from tests.support.engine.trust_world import (
 )
 from tests.support.nodes import diff, require_tools
 from tests.support.oci import write_image
+from tests.support.polling import eventually
 from tests.support.trust import WITH_CONFIG_PATH
 
 OTHER_STACK = "someone/else/stack"
@@ -100,13 +101,7 @@ def test_a_second_up_changes_nothing(world):
 def test_a_node_that_joins_after_up_trusts_the_registry_and_pulls_by_name(world):
     created = world.join("node-c")
     node = world.nodes["node-c"]
-    deadline = created + 120
-    while True:
-        result = world.pull(node, timeout=30)
-        if result.returncode == 0:
-            break
-        assert time.monotonic() < deadline, result.stderr + world.kubelet.logs()
-        time.sleep(0.2)
+    eventually(lambda: world.pull(node, timeout=30).returncode == 0, "node-c to pull by name", 120, detail=world.kubelet.logs)
     world.timings["join"] = time.monotonic() - created
     print(f"node joined to pull by name: {world.timings['join']:.1f} s")
 
@@ -115,19 +110,17 @@ def test_a_first_run_killed_midway_is_finished_by_the_next(world):
     world.join("node-d")
     node = world.nodes["node-d"]
     state = node.path("/var/lib/registry-node-trust")
-    deadline = time.monotonic() + 120
-    killed = False
-    while not killed:
-        assert time.monotonic() < deadline, world.kubelet.logs()
+
+    def killed_midway() -> bool:
         pids = world.kubelet.container_pids(NODE_TRUST_NAME, "node-d")
         if pids and state.exists():
             subprocess.run(["kill", "-KILL", "--", f"-{pids[0]}"], check=False)
-            killed = True
-        time.sleep(0.01)
-    deadline = time.monotonic() + 120
-    while world.pull(node, timeout=30).returncode != 0:
-        assert time.monotonic() < deadline, world.kubelet.logs()
-        time.sleep(0.5)
+            return True
+        return False
+
+    eventually(killed_midway, "node-d's first run to be under way", 120, every=0.01, detail=world.kubelet.logs)
+    eventually(lambda: world.pull(node, timeout=30).returncode == 0, "node-d to pull by name", 120, every=0.5,
+               detail=world.kubelet.logs)
     pod = world.trust_pods()["node-d"]
     assert pod["status"]["containerStatuses"][0]["restartCount"] >= 1, pod["status"]
 
@@ -138,16 +131,17 @@ def test_a_pod_deleted_or_rolled_leaves_its_node_as_it_is(world):
     restarts = node.restarts()
     old = world.trust_pods()["node-a"]
     world.cluster.api.delete(f"/api/v1/namespaces/{TRUST_NAMESPACE}/pods/{old['metadata']['name']}")
-    deadline = time.monotonic() + 60
-    while True:
+
+    def replaced() -> bool:
         new = world.trust_pods().get("node-a")
         if new and new["metadata"]["uid"] != old["metadata"]["uid"] and pod_ready(new):
-            break
+            return True
         # While the new pod's run rewrites its own state (owners.new, then a rename), the node's
         # files stay as they are; the state is compared once the run is over, below.
         assert diff(trusted_files, node.snapshot(extra=())) == [], "the node changed while its pod was replaced"
-        assert time.monotonic() < deadline, world.kubelet.logs()
-        time.sleep(0.2)
+        return False
+
+    eventually(replaced, "node-a's new pod to be ready", 60, detail=world.kubelet.logs)
     assert diff(trusted, node.snapshot()) == []
     assert node.restarts() == restarts
     ok(world.pull(node))
@@ -202,10 +196,8 @@ def test_an_ssh_owned_entry_of_another_stack_on_the_same_node_is_kept(world):
 def test_a_node_not_ready_at_destroy_fails_it_in_bounded_time_and_the_next_destroy_finishes(world):
     world.kubelet.down("node-c")
     # The node controller (kube-controller-manager) marks the pods of a NotReady node so.
-    deadline = time.monotonic() + 90
-    while pod_ready(world.trust_pods()["node-c"]):
-        assert time.monotonic() < deadline, "the node controller did not mark node-c's pod NotReady"
-        time.sleep(0.5)
+    eventually(lambda: not pod_ready(world.trust_pods()["node-c"]), "the node controller to mark node-c's pod NotReady",
+               90, every=0.5)
     started = time.monotonic()
     destroy = world.project.destroy()
     elapsed = time.monotonic() - started

@@ -7,10 +7,10 @@ share that stack and run in file order.
 
 What runs for real: the `pulumi` CLI and engine, pulumi-kubernetes' provider,
 kube-apiserver with etcd, kube-controller-manager, kube-scheduler and kwok
-(tests/engine/cluster.py), all built by tests/engine/toolchain.sh. What does
+(tests/support/engine/cluster.py), all built by tests/engine/toolchain.sh. What does
 not, because the Go module proxy serves neither (toolchain.sh records its
 answer, printed below): pulumi-tls, pulumi-random and pulumi-command, and the
-Python language host. So the engine runs tests/engine/program.py, the program
+Python language host. So the engine runs tests/support/engine/program.py, the program
 without the resources of those three providers; the certificates and
 passwords they would make come from the program itself run under the mock
 layer's real-crypto emulation, handed over as secret config.
@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,21 +33,20 @@ import yaml
 
 from registry.config.load import parse_settings
 from tests.support.certs import key_pem, make_ca, make_leaf, pem
-from tests.support.constants import KNOBS, MIRROR_AUTH
+from tests.support.constants import KNOBS, MIRROR_AUTH, NAMESPACE, SERVICE_CIDR
 from tests.support.engine import toolchain_dir, unavailable
 from tests.support.engine.cluster import DEFAULT_CLASS, ControlPlane
 from tests.support.engine.project import EngineProject
 from tests.support.engine.stack import Stack, material
 from tests.support.nodes import NEEDED, Node, NodeFactory, diff, make_factory, require_tools
 from tests.support.oci import write_image
+from tests.support.polling import eventually
 from tests.support.registry_server import REGISTRY_TOOL, PodSource, Registry
 from tests.support.stack import ROOT, StackRun
 
 # The Service range the API server allocates from, on loopback so that the
 # simulated nodes reach the registry on the Service's address.
-SERVICE_CIDR = "127.0.10.0/24"
 CLUSTER_IP = "127.0.10.50"
-NAMESPACE = "registry"
 PULL_NAMESPACES = ["default", NAMESPACE]
 IMAGE = "engine/hello:v1"
 TOOLS = {**NEEDED, **REGISTRY_TOOL, "skopeo": "skopeo"}
@@ -475,14 +473,6 @@ def test_a_missing_pull_secret_namespace_or_a_taken_name_is_refused_before_anyth
     assert engine.api.find("/api/v1/namespaces/team-a") is not None
 
 
-def wait_for(find, seconds: float = 30):
-    deadline = time.monotonic() + seconds
-    while (found := find()) is None:
-        assert time.monotonic() < deadline, "never appeared"
-        time.sleep(0.2)
-    return found
-
-
 def test_default_service_accounts_gain_the_pull_secret_and_one_listing_others_is_left_alone(engine):
     """A server-side-apply patch (a provider of its own). The API server treats an
     account's imagePullSecrets as one atomic list (a patch of an account that lists
@@ -494,7 +484,8 @@ def test_default_service_accounts_gain_the_pull_secret_and_one_listing_others_is
     for namespace in ("team-b", "team-c"):
         engine.api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
         accounts[namespace] = f"/api/v1/namespaces/{namespace}/serviceaccounts/default"
-        wait_for(lambda namespace=namespace: engine.api.find(accounts[namespace]))  # made by kube-controller-manager
+        # made by kube-controller-manager
+        eventually(lambda namespace=namespace: engine.api.find(accounts[namespace]), f"{namespace}'s default account", 30)
     theirs = engine.api.get(accounts["team-c"])
     theirs["imagePullSecrets"] = [{"name": "team-c-mirror"}]
     engine.api.request("PUT", accounts["team-c"], theirs)
@@ -811,7 +802,7 @@ def test_the_service_account_patch_goes_to_the_stacks_context_not_the_current_on
     namespace = "team-context"
     engine.api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
     account = f"/api/v1/namespaces/{namespace}/serviceaccounts/default"
-    wait_for(lambda: engine.api.find(account))
+    eventually(lambda: engine.api.find(account), f"{namespace}'s default account", 30)
     project = EngineProject(engine.bin_dir, engine.root / "context", config, stack="context")
     project.create_stack()
     project.set("kubernetes:context", real["current-context"])

@@ -22,10 +22,12 @@ import time
 import pytest
 
 from registry.names import NODE_TRUST_NAME
+from tests.support.constants import TRUST_NAMESPACE
 from tests.support.engine import toolchain_dir
-from tests.support.engine.trust_world import ENDPOINT, IMAGE, TOOLS, TRUST_NAMESPACE, World, pod_ready, trust_world
+from tests.support.engine.trust_world import ENDPOINT, IMAGE, TOOLS, World, pod_ready, trust_world
 from tests.support.nodes import diff, require_tools
 from tests.support.oci import write_image
+from tests.support.polling import eventually
 from tests.support.trust import WITH_CONFIG_PATH
 
 CA_FILE = f"/etc/containerd/certs.d/{ENDPOINT}/ca.crt"
@@ -38,15 +40,6 @@ BROKEN_TRUST_STORE = (
     "chmod 755 /usr/local/sbin/update-ca-certificates\n"
 )
 
-
-def wait_until(check, what: str, seconds: float = 120, world: World | None = None):
-    deadline = time.monotonic() + seconds
-    while True:
-        found = check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"timed out waiting for {what}" + (world.kubelet.logs() if world else "")
-        time.sleep(0.5)
 
 
 def given_back(world: World, *names: str) -> None:
@@ -114,7 +107,7 @@ def test_up_gives_every_node_trust_and_a_pull_by_name_works(world):
 
 def test_a_node_that_is_down_holds_back_no_other_node_in_a_ca_rotation_and_is_named(world):
     world.kubelet.down("node-b")
-    wait_until(lambda: not pod_ready(world.trust_pods()["node-b"]), "node-b's pod NotReady", 90)
+    eventually(lambda: not pod_ready(world.trust_pods()["node-b"]), "node-b's pod NotReady", 90, every=0.5)
     world.stack.configure(caGeneration=2)
     result: dict = {}
     thread = threading.Thread(target=lambda: result.setdefault("up", world.project.up()))
@@ -122,8 +115,7 @@ def test_a_node_that_is_down_holds_back_no_other_node_in_a_ca_rotation_and_is_na
     try:
         started = time.monotonic()
         # node-a takes the new CA while node-b, down, still has its old pod.
-        wait_until(lambda: world.nodes["node-a"].read(CA_FILE).count(b"BEGIN CERTIFICATE") == 2,
-                   "node-a to trust both CA generations", 90, world)
+        eventually(lambda: world.nodes["node-a"].read(CA_FILE).count(b"BEGIN CERTIFICATE") == 2, "node-a to trust both CA generations", 90, every=0.5, detail=world.kubelet.logs)
         print(f"node-a trusted the new CA {time.monotonic() - started:.1f} s into the up, node-b down")
         assert thread.is_alive(), "up waits for node-b"
         assert world.nodes["node-b"].read(CA_FILE).count(b"BEGIN CERTIFICATE") == 1
@@ -144,9 +136,9 @@ def test_a_node_whose_create_fails_is_named_in_an_event_and_given_back_by_destro
     world.join("node-c", prepare=BROKEN_TRUST_STORE)
     node = world.nodes["node-c"]
     # The create changed the node (its hosts entry) before it failed, and is tried again.
-    wait_until(lambda: b"registry-node-trust" in node.read("/etc/hosts"), "node-c's create to change it", 120, world)
-    events = wait_until(lambda: [e for e in world.cluster.api.items(f"/api/v1/namespaces/{TRUST_NAMESPACE}/events")
-                                 if e["reason"] == "NodeNotTrusted"], "an event naming node-c", 60, world)
+    eventually(lambda: b"registry-node-trust" in node.read("/etc/hosts"), "node-c's create to change it", 120, every=0.5, detail=world.kubelet.logs)
+    events = eventually(lambda: [e for e in world.cluster.api.items(f"/api/v1/namespaces/{TRUST_NAMESPACE}/events")
+                                 if e["reason"] == "NodeNotTrusted"], "an event naming node-c", 60, every=0.5, detail=world.kubelet.logs)
     assert "node node-c: the node program failed" in events[0]["message"]
     assert "update-ca-certificates" in events[0]["message"]
     assert not pod_ready(world.trust_pods()["node-c"])
@@ -163,7 +155,7 @@ def test_up_after_a_destroy_that_failed_on_a_node_that_is_down_refuses_then_brin
     up = world.project.up()
     assert up.code == 0, up.text + world.kubelet.logs()
     world.kubelet.down("node-b")
-    wait_until(lambda: not pod_ready(world.trust_pods()["node-b"]), "node-b's pod NotReady", 90)
+    eventually(lambda: not pod_ready(world.trust_pods()["node-b"]), "node-b's pod NotReady", 90, every=0.5)
     destroy = world.project.destroy()
     assert destroy.code != 0 and "node node-b is not ready" in destroy.text, destroy.text
     given_back(world, "node-a", "node-c")
@@ -174,7 +166,7 @@ def test_up_after_a_destroy_that_failed_on_a_node_that_is_down_refuses_then_brin
             "did not finish (held by the node(s) that are not ready: node-b)") in up.text, up.text
 
     world.kubelet.up("node-b")
-    wait_until(lambda: world.daemon_set() is None, "the DaemonSet to finish its deletion", 120, world)
+    eventually(lambda: world.daemon_set() is None, "the DaemonSet to finish its deletion", 120, every=0.5, detail=world.kubelet.logs)
     given_back(world)
     world.cluster.add_volume()
     up = world.project.up()
@@ -186,8 +178,7 @@ def test_up_after_a_destroy_that_failed_on_a_node_that_is_down_refuses_then_brin
 
 def test_a_namespace_deleted_by_hand_gives_every_node_back_and_the_next_up_brings_trust_back(world):
     world.cluster.api.delete(f"/api/v1/namespaces/{TRUST_NAMESPACE}")
-    wait_until(lambda: world.cluster.api.find(f"/api/v1/namespaces/{TRUST_NAMESPACE}") is None,
-               "the namespace to go", 180, world)
+    eventually(lambda: world.cluster.api.find(f"/api/v1/namespaces/{TRUST_NAMESPACE}") is None, "the namespace to go", 180, every=0.5, detail=world.kubelet.logs)
     given_back(world)
     up = world.project.up()
     assert up.code == 0, up.text + world.kubelet.logs()

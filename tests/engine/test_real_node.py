@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from registry.names import NODE_TRUST_NAME
+from tests.support.constants import NAMESPACE, TRUST_NAMESPACE
 from tests.support.engine import toolchain_dir
 from tests.support.engine.cluster import ControlPlane
 from tests.support.engine.project import EngineProject
@@ -33,14 +34,13 @@ from tests.support.engine.stack import Stack
 from tests.support.engine.trust_world import dev_config
 from tests.support.images import Image, build
 from tests.support.nodes import diff, require_tools, snapshot
+from tests.support.polling import eventually
 from tests.support.real_node import RealNode, Workstation, node_address, real_cluster
 from tests.support.rotation import replace_password
 from tests.support.stack import FakeCluster
 
 pytestmark = pytest.mark.real_node
 
-NAMESPACE = "registry"
-TRUST_NAMESPACE = f"{NAMESPACE}-node-trust"
 HELLO = "image-registry:5000/hello:v1"
 SAID = "hello from the private registry"
 TOOLS = {"containerd": "containerd", "runc": "runc", "ctr": "containerd", "iptables": "iptables",
@@ -81,7 +81,7 @@ class World:
         self.cluster.api.create(f"/api/v1/namespaces/{namespace}/pods", {
             "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
             "spec": {"restartPolicy": "Never", "nodeName": node, "containers": [{"name": "hello", "image": HELLO}]}})
-        return wait(lambda: self._settled(namespace, name), f"pod {name}", 120, self)
+        return eventually(lambda: self._settled(namespace, name), f"pod {name}", 120, every=0.5, detail=self.logs)
 
     def _settled(self, namespace: str, name: str) -> dict | None:
         pod = self.cluster.api.get(f"/api/v1/namespaces/{namespace}/pods/{name}")
@@ -105,15 +105,6 @@ class World:
         self.nodes[node].crictl("rmi", HELLO, check=False)
         return self.nodes[node].crictl("pull", "--creds", creds, HELLO, check=False)
 
-
-def wait(check, what: str, seconds: float, world: World | None = None):
-    deadline = time.monotonic() + seconds
-    while True:
-        found = check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"timed out waiting for {what}" + (world.logs() if world else "")
-        time.sleep(0.5)
 
 
 def ready(pod: dict) -> bool:
@@ -191,7 +182,7 @@ def test_a_pod_runs_an_image_of_the_registry_that_kubelet_pulled_by_name(world):
 def test_a_pod_in_a_namespace_without_the_pull_secret_fails_to_pull_with_an_authentication_error(world):
     api = world.cluster.api
     api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "elsewhere"}})
-    wait(lambda: api.find("/api/v1/namespaces/elsewhere/serviceaccounts/default"), "the default ServiceAccount", 60)
+    eventually(lambda: api.find("/api/v1/namespaces/elsewhere/serviceaccounts/default"), "the default ServiceAccount", 60, every=0.5)
     world.run_pod("hello", namespace="elsewhere")
     events = " ".join(e["message"] for e in api.items("/api/v1/namespaces/elsewhere/events"))
     assert "401 Unauthorized" in events or "unauthorized" in events.lower(), events
@@ -257,7 +248,7 @@ def test_a_node_that_joins_after_up_trusts_the_registry_within_seconds(world):
         pods = [p for p in world.pods(TRUST_NAMESPACE) if p["spec"].get("nodeName") == "node-2"]
         return bool(pods) and ready(pods[0])
 
-    wait(trusted, "node-2's node-trust pod", 120, world)
+    eventually(trusted, "node-2's node-trust pod", 120, every=0.5, detail=world.logs)
     world.timings["join"] = time.monotonic() - joined
     pod = world.run_pod("hello-on-node-2", node="node-2")
     assert pod["status"]["phase"] == "Succeeded", pod["status"]
@@ -271,7 +262,7 @@ def test_containerd_and_kubelet_restarted_mid_life_keep_pulls_working_and_instal
                 for p in world.pods(TRUST_NAMESPACE)}
     for daemon in ("containerd", "kubelet"):
         node.restart(daemon)
-    wait(lambda: ready(world.cluster.api.get("/api/v1/nodes/node-1")), "node-1 Ready again", 120, world)
+    eventually(lambda: ready(world.cluster.api.get("/api/v1/nodes/node-1")), "node-1 Ready again", 120, every=0.5, detail=world.logs)
     pod = world.run_pod("hello-after-restarts")
     assert pod["status"]["phase"] == "Succeeded", pod["status"]
     assert diff(trusted, snapshot(node.path, NODE_ROOTS)) == [], "the node program did nothing again"

@@ -28,15 +28,15 @@ import shutil
 import pytest
 
 from registry.node_script import STATE_FORMAT, StorageParams, remote_command, storage_program, storage_script
+from tests.support.constants import NAMESPACE, STORAGE, TRUST_NAMESPACE
 from tests.support.engine import toolchain_dir
-from tests.support.engine.trust_world import IMAGE, NAMESPACE, TOOLS, TRUST_NAMESPACE, World, trust_world
+from tests.support.engine.trust_world import IMAGE, TOOLS, World, trust_world
 from tests.support.nodes import diff, require_tools
 from tests.support.oci import write_image
 from tests.support.registry_server import PodSource, Registry
 from tests.support.stack import ROOT
 from tests.support.trust import WITH_CONFIG_PATH
 
-STORAGE = "/var/lib/registry-data"
 BLOBS = f"{STORAGE}/docker/registry/v2/blobs"
 # What the tests of this module learn and the later ones check: the blobs pushed, the stack.
 SEEN: dict = {}

@@ -4,14 +4,14 @@ Module-scoped: each test module gets its own nodes and its own run."""
 
 import pytest
 
-from tests.support.trust import node_factory, program_run
+from tests.support.nodes import simulated_nodes
+from tests.support.trust import program_run
 
 
 @pytest.fixture(scope="module")
 def nodes():
-    factory = node_factory()
-    yield factory
-    factory.close()
+    with simulated_nodes() as factory:
+        yield factory
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,9 @@ import os
 import re
 import signal
 import subprocess
-import time
 
 from tests.support.nodes import diff, require_tools
+from tests.support.polling import eventually
 from tests.support.stack import ROOT
 
 CI = (ROOT / ".ci" / "run").read_text()
@@ -71,17 +71,12 @@ def test_a_killed_install_is_put_right_by_its_watchdog(nodes):
     node = guarded_node(nodes)
     before = node.snapshot(roots=BOOT, extra=())
     process = install(node, APT_STUB_HANG="1")
-    deadline = time.monotonic() + 30
-    while not node.path("/etc/rc2.d/S01fake").is_symlink():
-        assert time.monotonic() < deadline, "the stub never ran"
-        time.sleep(0.1)
+    eventually(lambda: node.path("/etc/rc2.d/S01fake").is_symlink(), "the stub to run", 30, every=0.1)
     assert node.path("/usr/sbin/policy-rc.d").exists()
     os.killpg(process.pid, signal.SIGKILL)  # the whole run, apt-get too; no trap runs
     process.wait(10)
-    deadline = time.monotonic() + 15
-    while diff(before, node.snapshot(roots=BOOT, extra=())):
-        assert time.monotonic() < deadline, diff(before, node.snapshot(roots=BOOT, extra=()))
-        time.sleep(0.2)
+    eventually(lambda: not diff(before, node.snapshot(roots=BOOT, extra=())), "the watchdog to put the node right", 15,
+               detail=lambda: str(diff(before, node.snapshot(roots=BOOT, extra=()))))
 
 
 def test_python_packages_go_into_a_venv_and_the_tests_use_it():

@@ -12,17 +12,15 @@ import subprocess
 import pytest
 
 from registry.node_script import as_root
-from tests.support.nodes import NEEDED, diff, make_factory, require_tools
+from tests.support.constants import CLUSTER_IP, COMMAND, STORAGE
+from tests.support.nodes import NEEDED, diff, simulated_nodes
 from tests.support.oci import read_image, write_image
 from tests.support.registry_server import REGISTRY_TOOL, PodSource, Registry
 from tests.support.stack import ROOT, StackRun, run_stack
 from tests.support.trust import ADD_DEPLOY
 
-STORAGE = "/var/lib/registry-data"
 MARKER = f"{STORAGE}/.registry-storage-folder"
 EXTRA = ("/var/lib/registry-node-trust", STORAGE, "/srv")
-COMMAND = "command:remote:Command"
-CLUSTER_IP = "127.0.10.1"
 
 
 def config(node, **more) -> dict:
@@ -42,10 +40,8 @@ def folder_command(run: StackRun) -> dict:
 
 @pytest.fixture(scope="module")
 def nodes():
-    require_tools({**NEEDED, **REGISTRY_TOOL, "skopeo": "skopeo"})
-    factory = make_factory()
-    yield factory
-    factory.close()
+    with simulated_nodes({**NEEDED, **REGISTRY_TOOL, "skopeo": "skopeo"}) as factory:
+        yield factory
 
 
 def ok(result):

@@ -10,6 +10,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.support.constants import CLUSTER_IP
+
 NOW = datetime.datetime.now(datetime.UTC)
 
 
@@ -56,7 +58,6 @@ def make_leaf(ca, names=("image-registry",), ips=(), days=(-1, 90)):
 
 
 # The registry's address in the e2e layer's network (loopback).
-CLUSTER_IP = "127.0.10.1"
 
 
 def brought_certificate(ip: str) -> dict:

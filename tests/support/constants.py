@@ -27,3 +27,14 @@ MIRROR_AUTH = json.dumps({"auths": {"mirror.internal:5000": {"auth": "bWlycm9yOn
 
 # A real ed25519 public key line, as `ssh-keyscan -t ed25519` prints it after the host name.
 HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINPxDQB8MdU6LMnnmNqGHrKF6hFyVzGe2119w2bPjwtf"
+
+# The simulated nodes' cluster (tests/support/nodes.py): the registry's Service address, on loopback.
+CLUSTER_IP = "127.0.10.1"
+SERVICE_CIDR = "127.0.10.0/24"
+# The program's defaults, as a user who sets nothing meets them.
+NAMESPACE = "registry"
+TRUST_NAMESPACE = f"{NAMESPACE}-node-trust"
+NAME = "image-registry"
+STORAGE = "/var/lib/registry-data"
+# The type token of pulumi-command's remote Command, as the engine and the mocks name it.
+COMMAND = "command:remote:Command"

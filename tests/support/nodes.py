@@ -19,12 +19,14 @@ import stat
 import subprocess
 import tempfile
 import textwrap
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.support.polling import eventually
 
 # Every top-level folder of this machine but the kernel's, /run (a tmpfs of the
 # node's own) and /tmp (where the nodes' own files live) is a copy-on-write
@@ -144,16 +146,15 @@ class Node:
             ["unshare", "--mount", "--propagation", "private", "sh", str(boot)],
             stdout=self.log, stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
+
+        def listening() -> bool:
             if self.process.poll() is not None:
                 raise RuntimeError(f"node {self.index} did not start: {(self.dir / 'sshd.log').read_text()}")
-            try:
-                socket.create_connection((self.address, self.port), timeout=0.5).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"sshd of node {self.index} did not listen in time")
+            socket.create_connection((self.address, self.port), timeout=0.5).close()
+            return True
+
+        eventually(listening, f"sshd of node {self.index} to listen", 15, every=0.05, ignoring=(OSError,))
+        return self
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -353,3 +354,14 @@ def make_factory() -> NodeFactory:
     base = Path(tempfile.mkdtemp(prefix="registry-nodes-"))
     os.chmod(base, 0o755)
     return NodeFactory(base)
+
+
+@contextmanager
+def simulated_nodes(tools: dict[str, str] | None = None) -> Iterator[NodeFactory]:
+    """The one way a test module gets nodes: the tools checked first, every node stopped at the end."""
+    require_tools(tools or NEEDED)
+    factory = make_factory()
+    try:
+        yield factory
+    finally:
+        factory.close()

@@ -48,6 +48,7 @@ from tests.support.engine.cluster import ControlPlane
 from tests.support.forward import Forwarder
 from tests.support.images import Image
 from tests.support.nodes import overlay_mounts
+from tests.support.polling import eventually
 
 # The workstation network: one /30 per node, the workstation side first.
 WORKSTATION_NET = "192.168.77"
@@ -435,17 +436,7 @@ def _quote(text: str) -> str:
 
 
 def _wait(check, what: str, seconds: float):
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            found = check()
-        except (OSError, subprocess.SubprocessError):
-            found = None
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {seconds}s waiting for {what}")
-        time.sleep(0.2)
+    return eventually(check, what, seconds, ignoring=(OSError, subprocess.SubprocessError))
 
 
 def _end(process: subprocess.Popen) -> None:

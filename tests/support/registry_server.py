@@ -17,10 +17,12 @@ import shutil
 import socket
 import ssl
 import subprocess
-import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.polling import eventually
 from tests.support.stack import StackRun
 
 HERE = Path(__file__).resolve().parent
@@ -227,19 +229,17 @@ class Registry:
         return folder
 
     def wait_ready(self, tls: bool = True, seconds: float = 15) -> None:
-        deadline = time.monotonic() + seconds
         context = ssl.create_default_context(cadata=self.ca_pem) if tls else None
-        while time.monotonic() < deadline:
+
+        def answers() -> bool:
             if self.process.poll() is not None:
                 raise RuntimeError("registry exited: " + (self.root / f"{self.log_name}.log").read_text()[-2000:])
-            try:
-                with socket.create_connection((self.host, self.port), timeout=1) as sock:
-                    if context:
-                        context.wrap_socket(sock, server_hostname=self.name).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("registry did not answer in time")
+            with socket.create_connection((self.host, self.port), timeout=1) as sock:
+                if context:
+                    context.wrap_socket(sock, server_hostname=self.name).close()
+            return True
+
+        eventually(answers, "the registry to answer", seconds, every=0.05, ignoring=(OSError,))
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -251,3 +251,21 @@ class Registry:
                 self.process.wait()
         if hasattr(self, "log"):
             self.log.close()
+
+
+@contextmanager
+def serving(run: StackRun, root: Path, **where) -> Iterator[Registry]:
+    """The registry's pod as `run` rendered it, started under `root`, stopped at the end."""
+    registry = Registry(PodSource.from_run(run), root, **where).start()
+    try:
+        yield registry
+    finally:
+        registry.stop()
+
+
+def pull_authfile(run: StackRun, path: Path) -> Path:
+    """The pull secret of the first namespace, as a file skopeo reads (--authfile), readable by its owner alone."""
+    pull = next(r for r in run.of_type("kubernetes:core/v1:Secret") if r.inputs["type"] == "kubernetes.io/dockerconfigjson")
+    path.write_text(pull.inputs["stringData"][".dockerconfigjson"])
+    path.chmod(0o600)
+    return path

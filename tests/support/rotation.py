@@ -6,12 +6,11 @@ from __future__ import annotations
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from tests.support.constants import CLUSTER_IP, COMMAND
 from tests.support.stack import ProviderState, StackRun, run_stack
 
-COMMAND = "command:remote:Command"
 SELF_SIGNED = "tls:index/selfSignedCert:SelfSignedCert"
 PASSWORD = "random:index/randomPassword:RandomPassword"
-CLUSTER_IP = "127.0.10.1"
 IMAGE = "day-two/app:v1"
 
 

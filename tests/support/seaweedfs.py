@@ -15,7 +15,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import boto3
 from botocore.config import Config
 
 from tests.support.engine.cluster import free_ports
+from tests.support.polling import eventually
 
 HOST = "127.0.0.1"
 
@@ -158,17 +158,15 @@ class SeaweedFS:
                    for rack in dc.get("Racks") or [])
 
     def _wait(self, check, what: str, seconds: float = 60) -> None:
-        deadline = time.monotonic() + seconds
-        while True:
+
+        def alive_and(check=check) -> bool:
             for name, process in self.processes.items():
                 if process.poll() is not None:
                     log = (self.root / f"{name}.log").read_text(errors="replace")[-2000:]
                     raise RuntimeError(f"weed {name} exited with {process.returncode}:\n{log}")
             try:
-                if check():
-                    return
+                return bool(check())
             except Exception:  # not up yet: connection refused, 5xx, an S3 error
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"SeaweedFS: timed out after {seconds}s waiting for {what}")
-            time.sleep(0.3)
+                return False
+
+        eventually(alive_and, f"SeaweedFS's {what}", seconds, every=0.3)

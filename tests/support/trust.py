@@ -12,13 +12,12 @@ from cryptography.x509.verification import PolicyBuilder, Store
 
 from registry.node_script import NodeTrustParams, create_script, delete_script, remote_command
 from registry.node_script import program as program_text
-from tests.support.nodes import NEEDED, Node, NodeFactory, diff, make_factory, require_tools
+from tests.support.constants import CLUSTER_IP, NAME
+from tests.support.nodes import Node, diff
 from tests.support.stack import ProviderState, run_stack
 
-CLUSTER_IP = "127.0.10.1"
 # The stack the mock layer runs the program as; node commands record it as their owner.
 STACK = "organization/registry/test"
-NAME = "image-registry"
 ID = "image-registry:5000"
 STORE_DIR = "/usr/local/share/ca-certificates"
 BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
@@ -33,11 +32,6 @@ FAKE_K3S = "printf '#!/bin/sh\\nexit 0\\n' > /usr/local/bin/k3s && chmod 755 /us
 ADD_DEPLOY = "useradd -M -d /nonexistent -s /bin/sh deploy && usermod -p '*' deploy\n"
 # What every command reads on stdin.
 PROGRAM = program_text()
-
-
-def node_factory() -> NodeFactory:
-    require_tools(NEEDED)
-    return make_factory()
 
 
 @dataclass(frozen=True)

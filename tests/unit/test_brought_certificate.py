@@ -9,8 +9,9 @@ import json
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.support.certs import CLUSTER_IP, brought_certificate, key_pem, make_ca, make_leaf, pem
+from tests.support.certs import brought_certificate, key_pem, make_ca, make_leaf, pem
 from tests.support.certs import brought_config as config
+from tests.support.constants import CLUSTER_IP
 from tests.support.stack import FakeCluster, run_stack
 
 

@@ -24,11 +24,11 @@ from registry.trust_pod import (
     STORAGE_NAME,
     files_name,
 )
+from tests.support.constants import TRUST_NAMESPACE
 from tests.support.stack import FakeCluster, run_stack
 
 DAEMON_SET = "kubernetes:apps/v1:DaemonSet"
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
-TRUST_NS = "registry-node-trust"
 CLUSTER = {"nodeTrust": "cluster", "users": ["admin"]}
 
 
@@ -113,9 +113,9 @@ def test_cluster_makes_no_ssh_command_and_the_registry_pods_wait_for_the_daemon_
 def test_the_daemon_set_runs_in_a_privileged_namespace_of_its_own_and_the_registrys_stays_restricted():
     run = run_stack(CLUSTER)
     namespaces = {r.inputs["metadata"]["name"]: r.inputs["metadata"]["labels"] for r in run.of_type("kubernetes:core/v1:Namespace")}
-    assert namespaces[TRUST_NS]["pod-security.kubernetes.io/enforce"] == "privileged"
+    assert namespaces[TRUST_NAMESPACE]["pod-security.kubernetes.io/enforce"] == "privileged"
     assert namespaces["registry"]["pod-security.kubernetes.io/enforce"] == "restricted"
-    assert daemon_set(run)["metadata"]["namespace"] == TRUST_NS
+    assert daemon_set(run)["metadata"]["namespace"] == TRUST_NAMESPACE
 
 
 def test_the_pods_tolerate_every_taint_and_run_as_root_with_four_capabilities_not_privileged():
@@ -156,15 +156,15 @@ def test_the_pods_may_read_their_daemon_sets_and_namespace_and_list_pods_and_mak
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
         {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
     ]
-    assert role["metadata"]["namespace"] == TRUST_NS, "a Role, in the DaemonSet's namespace alone"
+    assert role["metadata"]["namespace"] == TRUST_NAMESPACE, "a Role, in the DaemonSet's namespace alone"
     binding = run.one("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding").inputs
-    subjects = [{"kind": "ServiceAccount", "name": NODE_TRUST_NAME, "namespace": TRUST_NS}]
+    subjects = [{"kind": "ServiceAccount", "name": NODE_TRUST_NAME, "namespace": TRUST_NAMESPACE}]
     assert binding["subjects"] == subjects
     # A namespace deleted by hand: the pods see it going, and give their nodes back.
     cluster_role = run.one("kubernetes:rbac.authorization.k8s.io/v1:ClusterRole").inputs
-    assert cluster_role["rules"] == [{"apiGroups": [""], "resources": ["namespaces"], "resourceNames": [TRUST_NS], "verbs": ["get"]}]
+    assert cluster_role["rules"] == [{"apiGroups": [""], "resources": ["namespaces"], "resourceNames": [TRUST_NAMESPACE], "verbs": ["get"]}]
     cluster_binding = run.one("kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding").inputs
-    assert cluster_binding["roleRef"]["name"] == cluster_role["metadata"]["name"] == f"{NODE_TRUST_NAME}:{TRUST_NS}"
+    assert cluster_binding["roleRef"]["name"] == cluster_role["metadata"]["name"] == f"{NODE_TRUST_NAME}:{TRUST_NAMESPACE}"
     assert cluster_binding["subjects"] == subjects
     assert pod(run)["serviceAccountName"] == NODE_TRUST_NAME
 
@@ -199,8 +199,8 @@ def test_an_image_pull_secret_reaches_the_daemon_sets_namespace():
     run = run_stack({**CLUSTER, "imagePullSecret": json.dumps({"auths": {"r.example": {"auth": "eDp5"}}})})
     secrets = [r for r in run.of_type("kubernetes:core/v1:Secret") if r.inputs["metadata"]["name"] == "registry-image-pull"]
     by_namespace = {s.inputs["metadata"]["namespace"]: s for s in secrets}
-    assert set(by_namespace) == {"registry", TRUST_NS}
-    assert by_namespace[TRUST_NS].secret_paths, "the .dockerconfigjson travels as a secret"
+    assert set(by_namespace) == {"registry", TRUST_NAMESPACE}
+    assert by_namespace[TRUST_NAMESPACE].secret_paths, "the .dockerconfigjson travels as a secret"
     assert pod(run)["imagePullSecrets"] == [{"name": "registry-image-pull"}]
 
 
@@ -241,7 +241,7 @@ def test_destroy_waits_for_the_daemon_set_a_bounded_time():
 
 
 def test_without_nodes_a_workstation_reaches_the_cluster_nodes_by_their_internal_ip():
-    cluster = FakeCluster(missing={"registry", TRUST_NS}, ranges=["10.96.0.0/12"], addresses={"kind-control-plane": "192.168.49.2", "kind-worker": "192.168.49.3"})
+    cluster = FakeCluster(missing={"registry", TRUST_NAMESPACE}, ranges=["10.96.0.0/12"], addresses={"kind-control-plane": "192.168.49.2", "kind-worker": "192.168.49.3"})
     run = run_stack(CLUSTER, cluster=cluster)
     assert run.error is None, run.error
     assert run.outputs["externalEndpoints"] == ["192.168.49.2:30500", "192.168.49.3:30500"]
@@ -272,7 +272,7 @@ def test_the_pods_api_token_is_the_accounts_own_which_outlives_a_pods_deletion_t
 def test_only_ip_addresses_a_node_reports_become_endpoints_and_the_login_line_is_quoted():
     # A kubelet writes its own Node's status: the API server takes any text as an InternalIP.
     reported = {"a": "10.0.0.5;touch /tmp/pwned;", "b": "registry-1.docker.io", "c": "fd00:0:0::7", "d": "192.168.49.3"}
-    cluster = FakeCluster(missing={"registry", TRUST_NS}, ranges=["10.96.0.0/12"], addresses=reported)
+    cluster = FakeCluster(missing={"registry", TRUST_NAMESPACE}, ranges=["10.96.0.0/12"], addresses=reported)
     warned: list[str] = []
     run = run_stack(CLUSTER, cluster=cluster, warnings=warned)
     assert run.error is None, run.error
@@ -290,7 +290,7 @@ def test_only_ip_addresses_a_node_reports_become_endpoints_and_the_login_line_is
 
 
 def test_nodes_that_report_no_internal_ip_leave_no_external_endpoint_and_are_warned_of():
-    cluster = FakeCluster(missing={"registry", TRUST_NS}, ranges=["10.96.0.0/12"], addresses={})
+    cluster = FakeCluster(missing={"registry", TRUST_NAMESPACE}, ranges=["10.96.0.0/12"], addresses={})
     warned: list[str] = []
     run = run_stack(CLUSTER, cluster=cluster, warnings=warned)
     assert run.error is None and run.outputs["externalEndpoints"] == []

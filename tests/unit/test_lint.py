@@ -27,3 +27,19 @@ def test_the_program_is_formatted():
 def test_pyright_finds_no_type_error_in_the_program():
     result = run("pyright")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_tests_wait_through_the_one_polling_helper_and_define_shared_values_once():
+    tests = Path(__file__).resolve().parents[1]
+    polling = tests / "support" / "polling.py"
+    loops, copies = [], []
+    shared = ("CLUSTER_IP = \"127.0.10.1\"", "SERVICE_CIDR = ", "STORAGE = ", "COMMAND = ", "NAMESPACE = ")
+    for path in tests.rglob("*.py"):
+        if path in (polling, tests / "support" / "constants.py", Path(__file__).resolve()):
+            continue
+        text = path.read_text()
+        if "deadline = time.monotonic()" in text:
+            loops.append(str(path.relative_to(tests)))
+        copies += [f"{path.relative_to(tests)}: {value}" for value in shared if f"\n{value}" in text]
+    assert loops == [], "wait with tests/support/polling.py's eventually"
+    assert copies == [], "import these from tests/support/constants.py"

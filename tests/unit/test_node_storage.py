@@ -5,10 +5,9 @@ has a delete that follows keepData."""
 from __future__ import annotations
 
 from registry.node_script import storage_program
+from tests.support.constants import COMMAND, STORAGE
 from tests.support.stack import StackRun, run_stack
 
-STORAGE = "/var/lib/registry-data"
-COMMAND = "command:remote:Command"
 NODES = [{"name": "cp", "host": "192.168.56.10"}, {"name": "worker-1", "host": "192.168.56.11"}]
 
 

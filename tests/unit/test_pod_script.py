@@ -15,12 +15,12 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from registry.node_script import POD_SCRIPT
+from tests.support.polling import eventually
 
 TOKEN = "token-that-must-stay-off-every-command-line"
 SHELLS = [pytest.param(["dash"], id="dash"), pytest.param(["busybox", "sh"], id="busybox")]
@@ -104,19 +104,12 @@ def ready(shell: list[str], files: Path, env: dict) -> bool:
     return subprocess.run([*shell, str(files / "pod.sh"), "ready"], env=env, timeout=10).returncode == 0
 
 
-def wait_for(check, seconds: float = 10) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 def stopped(shell: list[str], files: Path, env: dict, log: Path, runs: int = 1) -> subprocess.CompletedProcess:
     """Start `pod.sh run`, let its create run `runs` times, then send TERM, as kubelet does; returns how it ended.
 
     TERM goes once the script waits (idle after success, or in its back-off after a failure)."""
     process = started(shell, files, env)
-    wait_for(lambda: len(chroot_runs(log)) >= runs and len(sleeps(log)) >= runs)
+    eventually(lambda: len(chroot_runs(log)) >= runs and len(sleeps(log)) >= runs, "create to run and the script to wait", 10, every=0.02)
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=30)
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)
@@ -139,7 +132,7 @@ def test_the_pod_is_ready_once_create_has_succeeded_and_a_stop_while_the_daemon_
     files, log, env = pod
     answers(log, NS_STAYS, DS_STAYS)
     process = started(shell, files, env)
-    wait_for(lambda: ready(shell, files, env))
+    eventually(lambda: ready(shell, files, env), "the pod to be ready", 10, every=0.05)
     assert chroot_runs(log) == ["/host-root|REG_ACTION=create"]
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=30)
@@ -193,7 +186,7 @@ def test_when_the_api_server_cannot_say_it_asks_again_and_a_failed_undo_is_retri
     files, log, env = pod
     answers(log, NS_STAYS, "503 unavailable", NS_STAYS, DS_GOING, NS_STAYS, DS_GOING)
     process = started(shell, files, env)
-    wait_for(lambda: ready(shell, files, env))
+    eventually(lambda: ready(shell, files, env), "the pod to be ready", 10, every=0.05)
     (log / "fail-once").write_text("")
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=30)
@@ -210,10 +203,10 @@ def test_a_create_that_fails_is_tried_again_and_named_in_one_event_on_the_daemon
     (log / "fail-always").write_text("")
     answers(log, DS_STAYS, "201 {}", NS_STAYS, DS_STAYS)
     process = started(shell, files, env)
-    wait_for(lambda: len(chroot_runs(log)) >= 2, seconds=15)
+    eventually(lambda: len(chroot_runs(log)) >= 2, "create to be tried again", 15, every=0.05)
     assert not ready(shell, files, env)
     (log / "fail-always").unlink()
-    wait_for(lambda: ready(shell, files, env), seconds=15)
+    eventually(lambda: ready(shell, files, env), "the pod to be ready", 15, every=0.05)
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=30)
     assert process.returncode == 0, err

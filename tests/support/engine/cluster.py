@@ -25,7 +25,6 @@ import secrets
 import socket
 import ssl
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -35,6 +34,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
+
+from tests.support.polling import eventually
 
 LOOPBACK = "127.0.0.1"
 # kwok manages only nodes that carry this annotation.
@@ -344,18 +345,13 @@ class ControlPlane:
                 raise RuntimeError(f"{name} exited with {process.returncode}:\n{self.log(name)[-3000:]}")
 
     def _wait(self, check, what: str, seconds: float):
-        deadline = time.monotonic() + seconds
-        while True:
+        """Until `check` holds; a process of the control plane that exits ends the wait at once."""
+
+        def alive_and():
             self._check_alive()
-            try:
-                result = check()
-            except (OSError, ApiError):
-                result = None
-            if result:
-                return result
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"timed out after {seconds}s waiting for {what}")
-            time.sleep(0.2)
+            return check()
+
+        return eventually(alive_and, what, seconds, ignoring=(OSError, ApiError))
 
     def _api_ready(self) -> bool:
         return self.api.raw("GET", "/readyz") == b"ok"

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from registry.names import NODE_TRUST_NAME
 from registry.node_script import NodeTrustParams
+from tests.support.constants import NAME, NAMESPACE, SERVICE_CIDR, TRUST_NAMESPACE
 from tests.support.engine.cluster import ControlPlane
 from tests.support.engine.project import EngineProject
 from tests.support.engine.stack import Stack
@@ -29,11 +30,7 @@ from tests.support.nodes import NEEDED, Node, NodeFactory, Snapshot, make_factor
 from tests.support.registry_server import REGISTRY_TOOL, PodSource, Registry
 from tests.support.stack import ROOT
 
-SERVICE_CIDR = "127.0.10.0/24"
 CLUSTER_IP = "127.0.10.60"
-NAMESPACE = "registry"
-TRUST_NAMESPACE = f"{NAMESPACE}-node-trust"
-NAME = "image-registry"
 ENDPOINT = f"{NAME}:5000"
 IMAGE = "cluster/hello:v1"
 TOOLS = {**NEEDED, **REGISTRY_TOOL, "skopeo": "skopeo", "setpriv": "util-linux", "curl": "curl"}
