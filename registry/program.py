@@ -9,6 +9,7 @@ without the SSH node commands (pulumi-command).
 
 from __future__ import annotations
 
+import asyncio
 import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -212,23 +213,8 @@ def pod_config(settings: Settings) -> PodConfig:
     )
 
 
-def deploy(settings: Settings, material: Material, nodes: NodeSteps = lambda service: []) -> Deployed:
-    """The pull secrets, the workload and the discovery ConfigMap. `nodes`
-    prepares the nodes once the Service has its address; the pods wait for it."""
-    username = settings.users[0]
-    pull_secrets = PullSecrets(
-        "registry-pull",
-        PullSecretsArgs(
-            namespaces=settings.pull_secret_namespaces,
-            registries=[settings.endpoint, *settings.cluster_dns_endpoints, *settings.external_endpoints],
-            username=username,
-            password=material.passwords[username],
-            own_namespace=settings.namespace,
-            kube=settings.kube,
-            service_accounts=settings.service_account_pull_secret,
-        ),
-    )
-    workload = Workload(
+def _workload(settings: Settings, material: Material, after: list[pulumi.Resource], nodes: NodeSteps) -> Workload:
+    return Workload(
         "registry",
         WorkloadArgs(
             namespace=settings.namespace,
@@ -245,11 +231,38 @@ def deploy(settings: Settings, material: Material, nodes: NodeSteps = lambda ser
             ca_generation=settings.ca_generation,
             s3_secret_access_key=settings.s3_secret_access_key,
             image_pull_secret=settings.image_pull_secret,
-            after=pull_secrets.foreign,
+            after=after,
             prepare_nodes=nodes,
         ),
     )
-    pull_secrets.add_own(workload.namespace)
+
+
+def deploy(settings: Settings, material: Material, nodes: NodeSteps = lambda service: []) -> Deployed:
+    """The pull secrets, the workload and the discovery ConfigMap. `nodes`
+    prepares the nodes once the Service has its address; the pods wait for it."""
+    username = settings.users[0]
+    # The Workload makes the registry's namespace after the pull secrets elsewhere (it
+    # waits for them); the pull secret in that namespace waits for it in turn.
+    namespace_made: asyncio.Future[pulumi.Resource] = asyncio.get_running_loop().create_future()
+    pull_secrets = PullSecrets(
+        "registry-pull",
+        PullSecretsArgs(
+            namespaces=settings.pull_secret_namespaces,
+            registries=[settings.endpoint, *settings.cluster_dns_endpoints, *settings.external_endpoints],
+            username=username,
+            password=material.passwords[username],
+            own_namespace=settings.namespace,
+            own_namespace_made=namespace_made,
+            kube=settings.kube,
+            service_accounts=settings.service_account_pull_secret,
+        ),
+    )
+    try:
+        workload = _workload(settings, material, pull_secrets.foreign, nodes)
+    except Exception as error:
+        namespace_made.set_exception(error)  # what waits for it fails with it, rather than waits for ever
+        raise
+    namespace_made.set_result(workload.namespace)
     if settings.discovery:
         Discovery(
             "registry-discovery",

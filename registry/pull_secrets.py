@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 
 import pulumi
@@ -27,8 +27,11 @@ class PullSecretsArgs:
     registries: Sequence[str]
     username: str
     password: pulumi.Input[str]
-    # The registry's own namespace (created by the program, so its pull secret comes last).
+    # The registry's own namespace, and that Namespace once the program has made it.
+    # The program makes it after these secrets (the registry waits for the others),
+    # so it comes late: an awaitable the program resolves once the Workload exists.
     own_namespace: str = ""
+    own_namespace_made: Awaitable[pulumi.Resource] | None = None
     # Also name the pull secret in each namespace's default ServiceAccount.
     service_accounts: bool = False
     # The stack's cluster, for the provider of those patches.
@@ -39,7 +42,10 @@ class PullSecrets(pulumi.ComponentResource):
     """The pull secrets. Those in namespaces the program does not create come
     first (`foreign`): the registry's objects wait for them, so that a listed
     namespace that does not exist stops `pulumi up` before the registry is
-    created. The one in the registry's own namespace comes with `add_own`."""
+    created. The one in the registry's own namespace waits for that namespace
+    (`own_namespace_made`). Its default ServiceAccount is not patched:
+    kube-controller-manager makes it only after the namespace, and a patch
+    needs the object to exist."""
 
     name: str
     # The pull secrets (and account patches) in namespaces the program does not create.
@@ -53,7 +59,6 @@ class PullSecrets(pulumi.ComponentResource):
         self._config = pulumi.Output.secret(args.password).apply(
             lambda password: docker_config_json(registries, username, password)
         )
-        self._own = args.own_namespace if args.own_namespace in args.namespaces else None
         # Server-side apply for the patches alone: the program's own objects are
         # created with client-side apply (Pulumi.yaml), which refuses to take
         # over an object that exists; a patch is meant to touch one that exists.
@@ -74,17 +79,14 @@ class PullSecrets(pulumi.ComponentResource):
         )
         self.foreign = []
         for namespace in args.namespaces:
-            if namespace != self._own:
+            if namespace != args.own_namespace:
                 self.foreign += self._secret(namespace, [], patch_account=args.service_accounts)
+            elif args.own_namespace_made is not None:
+                self._secret(namespace, [args.own_namespace_made], patch_account=False)
+            else:
+                raise ValueError(f"the pull secret in {namespace!r} needs own_namespace_made")
         self.name = PULL_SECRET_NAME
         self.register_outputs({})
-
-    def add_own(self, registry_namespace: k8s.core.v1.Namespace) -> None:
-        """The pull secret in the registry's namespace, once that exists (when it is listed).
-        Its default ServiceAccount is not patched: kube-controller-manager makes it
-        only after the namespace, and a patch needs the object to exist."""
-        if self._own is not None:
-            self._secret(self._own, [registry_namespace], patch_account=False)
 
     def _secret(self, namespace: str, depends: list, patch_account: bool) -> list[pulumi.Resource]:
         secret = self._pull_secret(namespace, depends)

@@ -21,7 +21,7 @@ from registry.credentials import BCRYPT_COST
 from registry.names import CONFIG_DIGEST_ANNOTATION, PULL_SECRET_NAME
 from registry.node_script import STATE_FORMAT
 from registry.node_script import program as program_text
-from tests.support.constants import BASE_CONFIG, KNOBS, MIRROR_AUTH
+from tests.support.constants import BASE_CONFIG, COMMAND, KNOBS, MIRROR_AUTH
 from tests.support.stack import ROOT, ProviderState, run_stack
 
 OUTPUT_NAMES = {
@@ -29,7 +29,6 @@ OUTPUT_NAMES = {
     "caCertificate", "pullSecretName", "loginCommand", "workstationSetup",
 }
 SECRET = "kubernetes:core/v1:Secret"
-COMMAND = "command:remote:Command"
 
 
 def passwords(run):
@@ -690,6 +689,39 @@ def test_with_an_ssh_agent_no_key_is_needed_or_sent(monkeypatch):
     assert run.error is None, run.error
     for c in run.of_type(COMMAND):
         assert "privateKey" not in c.inputs["connection"], "pulumi-command uses SSH_AUTH_SOCK's agent itself"
+
+
+def test_the_registrys_own_namespace_waits_for_the_other_pull_secrets_and_its_own_pull_secret_waits_for_it():
+    # A listed namespace that does not exist stops up before the registry is created; the
+    # pull secret in the registry's own namespace can only be made once that namespace is.
+    run = run_stack({**BASE_CONFIG, "pullSecretNamespaces": ["default", "registry", "apps"]})
+    assert run.error is None, run.error
+    namespace = run.one("kubernetes:core/v1:Namespace")
+    secrets = {r.inputs["metadata"]["namespace"]: r for r in run.of_type("kubernetes:core/v1:Secret")
+               if r.inputs["type"] == "kubernetes.io/dockerconfigjson"}
+    assert sorted(secrets) == ["apps", "default", "registry"]
+    assert {secrets["default"].urn, secrets["apps"].urn} <= set(namespace.dependencies)
+    assert secrets["registry"].urn not in namespace.dependencies
+    assert namespace.urn in secrets["registry"].dependencies
+    parents = {r.urn for r in run.of_type("registry:index:PullSecrets")}
+    assert all(secret.parent in parents for secret in secrets.values())
+
+
+def test_an_error_while_making_the_registry_ends_the_run_with_that_error_and_never_hangs():
+    # The pull secret in the registry's namespace waits for that namespace: had the
+    # program failed before making it, the run would wait for it for ever.
+    script = (
+        "import registry.program as program\n"
+        "from tests.support.stack import run_stack\n"
+        "def fails(*args, **kwargs):\n"
+        "    raise RuntimeError('the workload could not be made')\n"
+        "program._workload = fails\n"
+        f"run = run_stack({{**{BASE_CONFIG!r}, 'pullSecretNamespaces': ['default', 'registry']}})\n"
+        "print('error:', run.error)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "error: the workload could not be made" in result.stdout, result.stdout + result.stderr
 
 
 def test_the_default_service_accounts_get_the_pull_secret_only_on_request():
