@@ -38,7 +38,7 @@ from tests.support.engine import toolchain_dir, unavailable
 from tests.support.engine.cluster import DEFAULT_CLASS, ControlPlane
 from tests.support.engine.project import EngineProject
 from tests.support.engine.stack import Stack, material
-from tests.support.nodes import NEEDED, Node, NodeFactory, diff, make_factory, require_tools
+from tests.support.nodes import NEEDED, Node, NodeFactory, diff, require_tools, simulated_nodes
 from tests.support.oci import write_image
 from tests.support.polling import eventually
 from tests.support.registry_server import REGISTRY_TOOL, PodSource, Registry
@@ -93,28 +93,27 @@ def engine(tmp_path_factory):
     unavailable(bin_dir)  # reported at the end of the run
     root = tmp_path_factory.mktemp("engine")
     root.chmod(0o755)
-    factory = make_factory()
     cluster = ControlPlane(bin_dir, root / "cluster", service_cidr=SERVICE_CIDR)
-    try:
-        cluster.start()
-        cluster.add_volume()
-        nodes = [factory.start(), factory.start()]
-        project = EngineProject(bin_dir, root / "main", cluster.kubeconfig)
-        project.create_stack()
-        world = Engine(bin_dir, root, cluster, factory, nodes, Stack(project))
-        world.configure(
-            serviceCidr=SERVICE_CIDR,
-            clusterIp=CLUSTER_IP,
-            users=["admin"],
-            pullSecretNamespaces=PULL_NAMESPACES,
-            storageSize="1Gi",
-            sshPrivateKey=factory.private_key,
-            nodes=[{"name": f"n{n.index}", "host": n.address, "port": n.port} for n in nodes],
-        )
-        yield world
-    finally:
-        cluster.stop()
-        factory.close()
+    with simulated_nodes(TOOLS) as factory:
+        try:
+            cluster.start()
+            cluster.add_volume()
+            nodes = [factory.start(), factory.start()]
+            project = EngineProject(bin_dir, root / "main", cluster.kubeconfig)
+            project.create_stack()
+            world = Engine(bin_dir, root, cluster, factory, nodes, Stack(project))
+            world.configure(
+                serviceCidr=SERVICE_CIDR,
+                clusterIp=CLUSTER_IP,
+                users=["admin"],
+                pullSecretNamespaces=PULL_NAMESPACES,
+                storageSize="1Gi",
+                sshPrivateKey=factory.private_key,
+                nodes=[{"name": f"n{n.index}", "host": n.address, "port": n.port} for n in nodes],
+            )
+            yield world
+        finally:
+            cluster.stop()
 
 
 def deployment(engine: Engine) -> dict:

@@ -350,17 +350,13 @@ class NodeFactory:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
-def make_factory() -> NodeFactory:
-    base = Path(tempfile.mkdtemp(prefix="registry-nodes-"))
-    os.chmod(base, 0o755)
-    return NodeFactory(base)
-
-
 @contextmanager
 def simulated_nodes(tools: dict[str, str] | None = None) -> Iterator[NodeFactory]:
     """The one way a test module gets nodes: the tools checked first, every node stopped at the end."""
     require_tools(tools or NEEDED)
-    factory = make_factory()
+    base = Path(tempfile.mkdtemp(prefix="registry-nodes-"))
+    os.chmod(base, 0o755)
+    factory = NodeFactory(base)
     try:
         yield factory
     finally:

@@ -26,7 +26,7 @@ from tests.support.engine.project import EngineProject
 from tests.support.engine.stack import Stack
 from tests.support.forward import Forwarder
 from tests.support.kubelet import TestKubelet
-from tests.support.nodes import NEEDED, Node, NodeFactory, Snapshot, make_factory
+from tests.support.nodes import NEEDED, Node, NodeFactory, Snapshot, simulated_nodes
 from tests.support.registry_server import REGISTRY_TOOL, PodSource, Registry
 from tests.support.stack import ROOT
 
@@ -120,31 +120,30 @@ def trust_world(bin_dir: Path, root: Path, ipv6: bool = False, played: Callable[
 
     `ipv6`: pods are told the API server's address as [::1], forwarded to it. `played`: pods
     TestKubelet reports Running and Ready without running them (see TestKubelet)."""
-    factory = make_factory()
-    cluster = ControlPlane(bin_dir, root / "cluster", service_cidr=SERVICE_CIDR, node_names=(KWOK_NODE,),
-                           node_grace=NODE_GRACE)
-    kubelet: TestKubelet | None = None
-    world: World | None = None
-    forwarder: Forwarder | None = None
-    try:
-        cluster.start()
-        cluster.add_volume()
-        service = None
-        if ipv6:
-            target = urllib.parse.urlsplit(cluster.api.server)
-            forwarder = Forwarder(("::1", 0), (target.hostname, target.port))
-            service = ("::1", forwarder.port)
-        kubelet = TestKubelet(cluster.api, root / "kubelet", service=service, played=played)
-        project = EngineProject(bin_dir, root / "main", cluster.kubeconfig)
-        project.create_stack()
-        world = World(root, cluster, kubelet, factory, Stack(project), {}, {})
-        yield world
-    finally:
-        if world is not None and world.registry is not None:
-            world.registry.stop()
-        if kubelet is not None:
-            kubelet.stop()
-        if forwarder is not None:
-            forwarder.stop()
-        cluster.stop()
-        factory.close()
+    with simulated_nodes() as factory:
+        cluster = ControlPlane(bin_dir, root / "cluster", service_cidr=SERVICE_CIDR, node_names=(KWOK_NODE,),
+                               node_grace=NODE_GRACE)
+        kubelet: TestKubelet | None = None
+        world: World | None = None
+        forwarder: Forwarder | None = None
+        try:
+            cluster.start()
+            cluster.add_volume()
+            service = None
+            if ipv6:
+                target = urllib.parse.urlsplit(cluster.api.server)
+                forwarder = Forwarder(("::1", 0), (target.hostname, target.port))
+                service = ("::1", forwarder.port)
+            kubelet = TestKubelet(cluster.api, root / "kubelet", service=service, played=played)
+            project = EngineProject(bin_dir, root / "main", cluster.kubeconfig)
+            project.create_stack()
+            world = World(root, cluster, kubelet, factory, Stack(project), {}, {})
+            yield world
+        finally:
+            if world is not None and world.registry is not None:
+                world.registry.stop()
+            if kubelet is not None:
+                kubelet.stop()
+            if forwarder is not None:
+                forwarder.stop()
+            cluster.stop()
