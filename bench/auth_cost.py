@@ -9,7 +9,8 @@ nothing, so the cost is paid per blob, per manifest, per HEAD.
 
     python3 bench/auth_cost.py [--layers 20] [--layer-mib 1] [--repeats 3]
 
-Needs no root and no network beyond loopback; uses docker-registry and skopeo from Debian.
+Needs no root and no network beyond loopback; runs the registry tests/build_registry.sh builds
+(the version the default image runs) and skopeo from Debian.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from registry.credentials import BCRYPT_COST
 from tests.support.oci import write_image
-from tests.support.registry_server import PodSource, Registry
+from tests.support.registry_server import REGISTRY_BINARY, PodSource, Registry
 from tests.support.stack import run_stack
 
 CLUSTER_IP = "127.0.10.2"
@@ -71,9 +72,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--costs", default="4,5,8,10,12")
     args = parser.parse_args()
-    for tool in ("docker-registry", "skopeo"):
-        if not shutil.which(tool):
-            sys.exit(f"{tool} is missing: apt-get install {tool}")
+    if not shutil.which("skopeo"):
+        sys.exit("skopeo is missing: apt-get install skopeo")
+    if not Path(REGISTRY_BINARY).exists():
+        sys.exit(f"{REGISTRY_BINARY} is missing: bash tests/build_registry.sh")
 
     run = run_stack({"serviceCidr": "127.0.0.0/8", "clusterIp": CLUSTER_IP})
     assert run.error is None, run.error
@@ -107,9 +109,10 @@ def main() -> None:
             label = f"TLS + htpasswd, bcrypt cost {cost}" + (" (ours)" if cost == BCRYPT_COST else "")
             rows.append((label, seconds))
 
+        skopeo = subprocess.run(["skopeo", "--version"], capture_output=True, text=True).stdout.split()[-1]
         print(
             f"push then pull of {args.layers} x {args.layer_mib:g} MiB layers, median of {args.repeats}, "
-            f"skopeo {subprocess.run(['skopeo', '--version'], capture_output=True, text=True).stdout.split()[-1]}"
+            f"skopeo {skopeo}, registry {Path(REGISTRY_BINARY).name}"
         )
         print()
         print("| registry | push + pull (s) | vs no auth |")
