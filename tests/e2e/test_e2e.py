@@ -17,12 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.constants import CLUSTER_IP, COMMAND
+from tests.support.constants import CLUSTER_IP
+from tests.support.deployed import deployed
 from tests.support.nodes import NEEDED, Node, Snapshot, diff, simulated_nodes
 from tests.support.oci import read_image, write_image
 from tests.support.polling import eventually
-from tests.support.registry_server import REGISTRY_TOOL, Registry, pull_authfile, serving
-from tests.support.stack import StackRun, run_stack
+from tests.support.registry_server import REGISTRY_TOOL, Registry
+from tests.support.stack import StackRun
 from tests.support.trust import WITH_CONFIG_PATH
 
 E2E_TOOLS = {**NEEDED, **REGISTRY_TOOL, "skopeo": "skopeo", "containerd": "containerd", "ctr": "containerd"}
@@ -54,21 +55,9 @@ def world(tmp_path_factory):
         b = factory.start(WITH_CONFIG_PATH)
         c = factory.start()
         initial = {node: node.snapshot() for node in (a, b)}
-        run = run_stack({
-            "serviceCidr": "127.0.0.0/8",
-            "clusterIp": CLUSTER_IP,
-            "users": ["admin", "ci"],
-            "sshPrivateKey": factory.private_key,
-            "nodes": [{"name": f"n{n.index}", "host": n.address, "port": n.port} for n in (a, b)],
-        })
-        assert run.error is None, run.error
-        commands = {c_.inputs["connection"]["host"]: c_.inputs for c_ in run.of_type(COMMAND)}
-        for node in (a, b):
-            result = node.run_command(commands[node.address], "create")
-            assert result.returncode == 0, result.stderr
-        with serving(run, root / "registry") as registry:
-            yield World(a=a, b=b, c=c, run=run, registry=registry, root=root, commands=commands,
-                        authfile=pull_authfile(run, root / "auth.json"), initial=initial)
+        with deployed(root, factory, [a, b], {"users": ["admin", "ci"]}) as it:
+            yield World(a=a, b=b, c=c, run=it.run, registry=it.registry, root=root, commands=it.commands,
+                        authfile=it.authfile, initial=initial)
 
 
 def skopeo(node, *args, timeout=120):

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.constants import CLUSTER_IP
+from tests.support.deployed import deployed
 from tests.support.nodes import NEEDED, Node, simulated_nodes
 from tests.support.oci import write_image
-from tests.support.registry_server import REGISTRY_TOOL, serving
-from tests.support.stack import StackRun, run_stack
+from tests.support.registry_server import REGISTRY_TOOL
+from tests.support.stack import StackRun
 
 TOOLS = {**NEEDED, **REGISTRY_TOOL, "skopeo": "skopeo"}
 
@@ -35,16 +35,15 @@ def world(tmp_path_factory):
     root.chmod(0o755)
     with simulated_nodes(TOOLS) as factory:
         node, workstation = factory.start(), factory.start()
-        run = run_stack({
-            "serviceCidr": "127.0.0.0/8", "clusterIp": CLUSTER_IP, "sshPrivateKey": factory.private_key,
-            "nodes": [{"name": "cp", "host": node.address, "port": node.port}],
-        })
-        assert run.error is None, run.error
-        node_port = run.one("kubernetes:core/v1:Service").inputs["spec"]["ports"][0]["nodePort"]
         layout = root / "image"
         write_image(layout, "v1", layers=2)
-        with serving(run, root / "registry", address=node.address, port=node_port):
-            yield World(run=run, workstation=workstation, layout=layout)
+
+        def node_port(run: StackRun) -> dict:
+            """Where a workstation reaches the registry: the node's address and the node port."""
+            return {"address": node.address, "port": run.one("kubernetes:core/v1:Service").inputs["spec"]["ports"][0]["nodePort"]}
+
+        with deployed(root, factory, [node], create=False, where=node_port) as it:
+            yield World(run=it.run, workstation=workstation, layout=layout)
 
 
 def push(world, endpoint: str):
