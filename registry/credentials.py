@@ -1,4 +1,4 @@
-"""Passwords, the htpasswd file the registry checks them against, and its HTTP secret."""
+"""Passwords, the htpasswd files the registry's proxy checks them against, and the registry's HTTP secret."""
 
 from __future__ import annotations
 
@@ -52,12 +52,18 @@ def htpasswd_file(entries: Sequence[tuple[str, str, str]], cost: int = BCRYPT_CO
 
 @dataclass
 class CredentialsArgs:
+    # Who pushes, pulls and deletes.
     users: Sequence[str]
+    # Who only pulls (registry:pullers and the pull secrets' user).
+    pullers: Sequence[str] = ()
 
 
 class Credentials(pulumi.ComponentResource):
+    # Everyone's, pushers' and pullers'.
     passwords: dict[str, pulumi.Output[str]]
+    # Everyone's lines, which reads are checked against; `pushers`: the pushers' lines alone, for writes.
     htpasswd: pulumi.Output[str]
+    pushers: pulumi.Output[str]
     http_secret: pulumi.Output[str]
 
     def __init__(self, name: str, args: CredentialsArgs, opts: pulumi.ResourceOptions | None = None):
@@ -65,8 +71,8 @@ class Credentials(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
 
         self.passwords = {}
-        salts = []
-        for user in args.users:
+        lines: dict[str, pulumi.Output[str]] = {}
+        for user in [*args.users, *args.pullers]:
             # Alphanumerics only: nothing a shell, a URL or a YAML file would
             # reinterpret, and still ~190 bits at 32 characters.
             password = random.RandomPassword(
@@ -83,12 +89,11 @@ class Credentials(pulumi.ComponentResource):
             # password still changes its line.
             salt = random.RandomId(f"{name}-{user}-salt", byte_length=16, opts=child)
             self.passwords[user] = password.result
-            salts.append(salt.hex)
+            lines[user] = pulumi.Output.all(password.result, salt.hex).apply(
+                lambda values, user=user: htpasswd_line(user, values[0], values[1]) + "\n"
+            )
 
-        users = list(args.users)
-        count = len(users)
-        self.htpasswd = pulumi.Output.all(*self.passwords.values(), *salts).apply(
-            lambda values: htpasswd_file(list(zip(users, values[:count], values[count:], strict=True)))
-        )
+        self.htpasswd = pulumi.Output.all(*lines.values()).apply("".join)
+        self.pushers = pulumi.Output.all(*(lines[user] for user in args.users)).apply("".join)
         self.http_secret = random.RandomPassword(f"{name}-http-secret", length=64, special=False, opts=child).result
         self.register_outputs({})

@@ -7,7 +7,6 @@ kube-public and push there instead of asking the user.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -30,8 +29,6 @@ class DiscoveryArgs:
     cluster_endpoint: str
     # A node's address and the node port, from outside the cluster; None without nodes.
     external_endpoint: str | None = None
-    # What must exist first (the pull secrets in namespaces of the user's).
-    after: Sequence[pulumi.Resource] = ()
 
 
 def hosting_document(args: DiscoveryArgs) -> str:
@@ -54,6 +51,6 @@ class Discovery(pulumi.ComponentResource):
             metadata={"name": DISCOVERY_CONFIGMAP, "namespace": DISCOVERY_NAMESPACE},
             data={DATA_KEY: hosting_document(args)},
             # The name is fixed by the KEP: a replacement must free it first.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.after), delete_before_replace=True),
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
         self.register_outputs({})

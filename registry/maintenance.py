@@ -9,7 +9,8 @@ So the collection runs only while no process can write, and pulls go on:
   a mode file on that volume, not the HTTP port, so that the pod leaves the
   Service before it switches and comes back only once it serves again.
 - The CronJob's pod runs on the same node (the volume is ReadWriteOnce) with
-  the same image, env, mounts and config, and the Service's labels. It serves
+  the same image, env, mounts and config, the same proxy in front
+  (registry/proxy.py: pullers still cannot write), and the Service's labels. It serves
   read-only itself (pulls go on there), raises the flag, waits until the
   registry reports read-only, collects, drops the flag, and stops serving
   only once the registry is read-write again (`registry_gc.sh`).
@@ -21,6 +22,8 @@ needs `storage: pvc` (replicas on a bucket share no volume).
 from __future__ import annotations
 
 from pathlib import Path
+
+from .proxy import PROXY_PORT
 
 HERE = Path(__file__).resolve().parent
 COMMON = (HERE / "maintenance_common.sh").read_text()
@@ -83,8 +86,8 @@ def cron_job_spec(schedule: str | None, pod: dict, app_labels: dict[str, str]) -
         **registry,
         "name": "garbage-collect",
         "command": gc_command(),
-        # Ready once it serves: its own HTTPS port, as the registry was probed before.
-        "readinessProbe": {"httpGet": {"path": "/", "port": "registry", "scheme": "HTTPS"}, "periodSeconds": 2},
+        # Ready once it serves: through its own pod's proxy, as the registry is probed.
+        "readinessProbe": {"httpGet": {"path": "/", "port": PROXY_PORT, "scheme": "HTTPS"}, "periodSeconds": 2},
     }
     container.pop("livenessProbe", None)
     return {

@@ -18,6 +18,8 @@ TLS_SECRET = "registry-tls"
 AUTH_SECRET = "registry-auth"
 S3_SECRET = "registry-s3"
 IMAGE_PULL_SECRET = "registry-image-pull"
+# The proxy's nginx.conf (registry/proxy.py).
+PROXY_CONFIG_MAP = "registry-proxy"
 DATA_CLAIM = "registry-data"
 # In each namespace of registry:pullSecretNamespaces.
 PULL_SECRET_NAME = "registry-pull-secret"

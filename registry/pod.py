@@ -1,18 +1,33 @@
 """The registry's pod, as pure functions of a PodConfig: its env, its spec,
-the Deployment's strategy, the digest that rolls it. No resource is made here."""
+the Deployment's strategy, the digest that rolls it. No resource is made here.
+
+The pod runs two containers: nginx (registry/proxy.py), a sidecar that starts
+first, serves TLS on the Service's port and decides who may write; and the
+registry behind it, on the pod's loopback alone, without TLS or auth."""
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
 
-from . import maintenance
+from . import maintenance, proxy
 from .config.model import S3
-from .names import AUTH_SECRET, DATA_CLAIM, HOSTNAME_LABEL, IMAGE_PULL_SECRET, S3_SECRET, TLS_SECRET, labels
+from .names import (
+    AUTH_SECRET,
+    DATA_CLAIM,
+    HOSTNAME_LABEL,
+    IMAGE_PULL_SECRET,
+    PROXY_CONFIG_MAP,
+    S3_SECRET,
+    TLS_SECRET,
+    labels,
+)
 
-# The container always listens here; the Service maps `port` onto it. A fixed
+# The proxy always listens here; the Service maps `port` onto it. A fixed
 # unprivileged port lets the pod run with every capability dropped.
-CONTAINER_PORT = 5000
+CONTAINER_PORT = proxy.PROXY_PORT
+# The registry, behind it on the pod's loopback.
+REGISTRY_PORT = int(proxy.REGISTRY_ADDRESS.rsplit(":", 1)[1])
 # The registry's debug server, with Prometheus metrics: a port of the pod's
 # own, which the Service does not expose (so neither does the node port).
 METRICS_PORT = 5001
@@ -34,6 +49,8 @@ class PodConfig:
 
     hostname: str
     image: str
+    # nginx, in front of the registry.
+    proxy_image: str
     # pvc, s3 or node; with s3, `s3`; with node, the folder and the node's name.
     storage: str
     s3: S3 | None = None
@@ -60,12 +77,10 @@ def registry_env(pod: PodConfig) -> list[dict]:
     return [
         # The registry:3 image's config.yml logs at debug level.
         {"name": "REGISTRY_LOG_LEVEL", "value": "info"},
-        {"name": "REGISTRY_HTTP_ADDR", "value": f":{CONTAINER_PORT}"},
-        {"name": "REGISTRY_HTTP_TLS_CERTIFICATE", "value": f"{CERTS_DIR}/tls.crt"},
-        {"name": "REGISTRY_HTTP_TLS_KEY", "value": f"{CERTS_DIR}/tls.key"},
-        {"name": "REGISTRY_AUTH", "value": "htpasswd"},
-        {"name": "REGISTRY_AUTH_HTPASSWD_REALM", "value": f"{pod.hostname} registry"},
-        {"name": "REGISTRY_AUTH_HTPASSWD_PATH", "value": f"{AUTH_DIR}/htpasswd"},
+        # The pod's loopback alone: only the proxy reaches it. No TLS and no auth
+        # of its own: the proxy has checked both (the registry:3 image's
+        # config.yml has neither).
+        {"name": "REGISTRY_HTTP_ADDR", "value": proxy.REGISTRY_ADDRESS},
         *storage_env(pod),
         {"name": "REGISTRY_STORAGE_DELETE_ENABLED", "value": "true"},
         {
@@ -144,6 +159,16 @@ def storage_env(pod: PodConfig) -> list[dict]:
     return env
 
 
+def realm(pod: PodConfig) -> str:
+    """What a client is asked to log in to: the registry's own realm before the proxy."""
+    return f"{pod.hostname} registry"
+
+
+def proxy_config(pod: PodConfig) -> str:
+    """The proxy's nginx.conf, as the pod mounts it."""
+    return proxy.nginx_config(realm(pod), paths=proxy.ProxyPaths(certs_dir=CERTS_DIR, auth_dir=AUTH_DIR))
+
+
 def pod_spec(pod: PodConfig) -> dict:
     spec = base_pod_spec(pod)
     if pod.collects:
@@ -151,7 +176,7 @@ def pod_spec(pod: PodConfig) -> dict:
         (container,) = spec["containers"]
         container["command"] = maintenance.serve_command()
         container["env"] += [maintenance.grace_env(), maintenance.drain_env()]
-        container["readinessProbe"] = maintenance.mode_readiness_probe(DATA_DIR, CONTAINER_PORT)
+        container["readinessProbe"] = maintenance.mode_readiness_probe(DATA_DIR, REGISTRY_PORT)
     return spec
 
 
@@ -164,6 +189,9 @@ def base_pod_spec(pod: PodConfig) -> dict:
             "fsGroup": 1000,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
+        # A sidecar (Kubernetes 1.29 and later): it starts before the registry, and a
+        # collection's Job ends when its own container does, the proxy with it.
+        "initContainers": [proxy_container(pod)],
         "containers": [registry_container(pod)],
         "volumes": [
             {"name": "tls", "secret": {"secretName": TLS_SECRET, "defaultMode": 0o440}},
@@ -171,12 +199,18 @@ def base_pod_spec(pod: PodConfig) -> dict:
                 "name": "auth",
                 "secret": {
                     "secretName": AUTH_SECRET,
-                    "items": [{"key": "htpasswd", "path": "htpasswd"}],
+                    "items": [
+                        {"key": proxy.EVERYONE_FILE, "path": proxy.EVERYONE_FILE},
+                        {"key": proxy.PUSHERS_FILE, "path": proxy.PUSHERS_FILE},
+                    ],
                     "defaultMode": 0o440,
                 },
             },
+            {"name": "proxy-config", "configMap": {"name": PROXY_CONFIG_MAP, "defaultMode": 0o444}},
             *data_volumes(pod),
             {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+            # nginx's own: request bodies are never buffered, so little lands here.
+            {"name": "proxy-tmp", "emptyDir": {"sizeLimit": "64Mi"}},
         ],
         **scheduling(pod),
         # The registry's own image from a private mirror (registry:imagePullSecret).
@@ -184,31 +218,55 @@ def base_pod_spec(pod: PodConfig) -> dict:
     }
 
 
-def registry_container(pod: PodConfig) -> dict:
-    probe = {"httpGet": {"path": "/", "port": "registry", "scheme": "HTTPS"}}
+CONTAINER_SECURITY = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "privileged": False,
+    "capabilities": {"drop": ["ALL"]},
+}
+# The proxy's requests and limits: nginx streams, it keeps no layer in memory.
+PROXY_RESOURCES = {"requests": {"cpu": "50m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}}
+
+
+def proxy_container(pod: PodConfig) -> dict:
     return {
-        "name": "registry",
-        "image": pod.image,
-        "ports": [
-            {"name": "registry", "containerPort": CONTAINER_PORT, "protocol": "TCP"},
-            *([{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}] if pod.metrics else []),
-        ],
-        "env": registry_env(pod),
+        "name": "proxy",
+        "image": pod.proxy_image,
+        "restartPolicy": "Always",
+        "command": proxy.proxy_command(),
+        "ports": [{"name": "registry", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
         "volumeMounts": [
             {"name": "tls", "mountPath": CERTS_DIR, "readOnly": True},
             {"name": "auth", "mountPath": AUTH_DIR, "readOnly": True},
+            {"name": "proxy-config", "mountPath": proxy.CONFIG_DIR, "readOnly": True},
+            {"name": "proxy-tmp", "mountPath": "/tmp"},
+        ],
+        # Alive while it accepts connections; whether the registry answers behind it is
+        # the registry container's probe.
+        "startupProbe": {"tcpSocket": {"port": CONTAINER_PORT}, "periodSeconds": 1, "failureThreshold": 30},
+        "livenessProbe": {"tcpSocket": {"port": CONTAINER_PORT}, "periodSeconds": 20, "failureThreshold": 3},
+        "resources": PROXY_RESOURCES,
+        "securityContext": CONTAINER_SECURITY,
+    }
+
+
+def registry_container(pod: PodConfig) -> dict:
+    # Through the proxy (kubelet reaches the pod's address, not its loopback): the
+    # registry's answer to / shows both serve.
+    probe = {"httpGet": {"path": "/", "port": CONTAINER_PORT, "scheme": "HTTPS"}}
+    return {
+        "name": "registry",
+        "image": pod.image,
+        "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}] if pod.metrics else [],
+        "env": registry_env(pod),
+        "volumeMounts": [
             *([{"name": "data", "mountPath": DATA_DIR}] if pod.s3 is None else []),
             {"name": "tmp", "mountPath": "/tmp"},
         ],
         "readinessProbe": {**probe, "periodSeconds": 5, "failureThreshold": 3},
         "livenessProbe": {**probe, "initialDelaySeconds": 10, "periodSeconds": 20, "failureThreshold": 3},
         "resources": pod.resources,
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "privileged": False,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": CONTAINER_SECURITY,
     }
 
 
@@ -259,9 +317,12 @@ def deployment_strategy(pod: PodConfig) -> dict:
 
 def config_digest(htpasswd: str, cert_pem: str, *more: str) -> str:
     """Changes whenever the pod's mounted credentials or certificate change, or
-    what else it reads only at start (`more`: the S3 keys, read into its env).
+    what else it reads only at start (`more`: the S3 keys, read into its env; the
+    proxy's config).
 
-    Secret volumes update in place, but the registry reads htpasswd and the
-    certificate only at start, so the pods must roll.
+    Secret volumes update in place, but nginx reads the certificate only at start,
+    and the htpasswd files reach a running pod only after kubelet's next sync (up to
+    a minute or more): the pods roll, so that once the Deployment has rolled out,
+    every pod serves the new passwords (the pull secrets change only then).
     """
     return hashlib.sha256("\0".join((htpasswd, cert_pem, *more)).encode()).hexdigest()

@@ -9,7 +9,6 @@ without the SSH node commands (pulumi-command).
 
 from __future__ import annotations
 
-import asyncio
 import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -45,8 +44,11 @@ class Material:
     """The certificate and the passwords the registry serves with."""
 
     certificate: ServingCertificate
+    # Everyone's htpasswd lines, and the pushers' alone (registry/proxy.py).
     htpasswd: pulumi.Input[str]
+    pushers: pulumi.Input[str]
     http_secret: pulumi.Input[str]
+    # Every user's: registry:users, registry:pullers and registry:pullSecretUser.
     passwords: Mapping[str, pulumi.Output[str]]
 
 
@@ -61,9 +63,14 @@ class Deployed:
     pull_secrets: PullSecrets
 
 
+def pullers(settings: Settings) -> tuple[str, ...]:
+    """Who may only pull: registry:pullers, and the pull secrets' own user."""
+    return (*settings.pullers, settings.pull_secret_user)
+
+
 def passwords(settings: Settings) -> Credentials:
-    """A password for every user, their htpasswd file, and the registry's HTTP secret."""
-    return Credentials("registry", CredentialsArgs(users=settings.users))
+    """A password for every user, their htpasswd files, and the registry's HTTP secret."""
+    return Credentials("registry", CredentialsArgs(users=settings.users, pullers=pullers(settings)))
 
 
 def own_certificates(settings: Settings) -> ServingCertificate:
@@ -99,6 +106,7 @@ def program_material(settings: Settings, user: UserCertificate | None) -> Materi
     return Material(
         certificate=serving_certificate(user, lambda: own_certificates(settings)),
         htpasswd=credentials.htpasswd,
+        pushers=credentials.pushers,
         http_secret=credentials.http_secret,
         passwords=credentials.passwords,
     )
@@ -199,6 +207,7 @@ def pod_config(settings: Settings) -> PodConfig:
     return PodConfig(
         hostname=settings.hostname,
         image=settings.image,
+        proxy_image=settings.proxy_image,
         storage=settings.storage,
         s3=settings.s3,
         storage_path=settings.storage_path,
@@ -213,7 +222,7 @@ def pod_config(settings: Settings) -> PodConfig:
     )
 
 
-def _workload(settings: Settings, material: Material, after: list[pulumi.Resource], nodes: NodeSteps) -> Workload:
+def _workload(settings: Settings, material: Material, nodes: NodeSteps) -> Workload:
     return Workload(
         "registry",
         WorkloadArgs(
@@ -221,6 +230,7 @@ def _workload(settings: Settings, material: Material, after: list[pulumi.Resourc
             pod=pod_config(settings),
             certificate=material.certificate,
             htpasswd=material.htpasswd,
+            pushers=material.pushers,
             http_secret=material.http_secret,
             port=settings.port,
             node_port=settings.node_port,
@@ -231,38 +241,31 @@ def _workload(settings: Settings, material: Material, after: list[pulumi.Resourc
             ca_generation=settings.ca_generation,
             s3_secret_access_key=settings.s3_secret_access_key,
             image_pull_secret=settings.image_pull_secret,
-            after=after,
             prepare_nodes=nodes,
         ),
     )
 
 
 def deploy(settings: Settings, material: Material, nodes: NodeSteps = lambda service: []) -> Deployed:
-    """The pull secrets, the workload and the discovery ConfigMap. `nodes`
+    """The workload, the pull secrets and the discovery ConfigMap. `nodes`
     prepares the nodes once the Service has its address; the pods wait for it."""
-    username = settings.users[0]
-    # The Workload makes the registry's namespace after the pull secrets elsewhere (it
-    # waits for them); the pull secret in that namespace waits for it in turn.
-    namespace_made: asyncio.Future[pulumi.Resource] = asyncio.get_running_loop().create_future()
+    workload = _workload(settings, material, nodes)
+    puller = settings.pull_secret_user
     pull_secrets = PullSecrets(
         "registry-pull",
         PullSecretsArgs(
             namespaces=settings.pull_secret_namespaces,
             registries=[settings.endpoint, *settings.cluster_dns_endpoints, *settings.external_endpoints],
-            username=username,
-            password=material.passwords[username],
+            username=puller,
+            password=material.passwords[puller],
+            # After the rollout: an upgrade from a release whose pull secrets logged in as
+            # the first user moves them only once the pods know the puller.
+            after=[workload.deployment],
             own_namespace=settings.namespace,
-            own_namespace_made=namespace_made,
             kube=settings.kube,
             service_accounts=settings.service_account_pull_secret,
         ),
     )
-    try:
-        workload = _workload(settings, material, pull_secrets.foreign, nodes)
-    except Exception as error:
-        namespace_made.set_exception(error)  # what waits for it fails with it, rather than waits for ever
-        raise
-    namespace_made.set_result(workload.namespace)
     if settings.discovery:
         Discovery(
             "registry-discovery",
@@ -270,7 +273,6 @@ def deploy(settings: Settings, material: Material, nodes: NodeSteps = lambda ser
                 endpoint=settings.endpoint,
                 cluster_endpoint=f"{service_dns_names(settings.namespace)[0]}:{settings.port}",
                 external_endpoint=(settings.external_endpoints or [None])[0],
-                after=pull_secrets.foreign,
             ),
         )
     return Deployed(workload=workload, pull_secrets=pull_secrets)
@@ -300,7 +302,9 @@ def stack_outputs(settings: Settings, material: Material, deployed: Deployed) ->
         "clusterIp": deployed.workload.cluster_ip,
         "username": username,
         "password": pulumi.Output.secret(material.passwords[username]),
-        "credentials": pulumi.Output.secret(dict(material.passwords)),
+        "credentials": pulumi.Output.secret({user: material.passwords[user] for user in settings.users}),
+        "pullUsername": settings.pull_secret_user,
+        "pullerCredentials": pulumi.Output.secret({user: material.passwords[user] for user in settings.pullers}),
         "caCertificate": ca_pem,
         "pullSecretName": deployed.pull_secrets.name,
         "loginCommand": login_command(settings),

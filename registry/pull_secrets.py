@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pulumi
@@ -25,13 +25,15 @@ def docker_config_json(registries: Sequence[str], username: str, password: str) 
 class PullSecretsArgs:
     namespaces: Sequence[str]
     registries: Sequence[str]
+    # The pull-only user (registry:pullSecretUser) and its password.
     username: str
     password: pulumi.Input[str]
-    # The registry's own namespace, and that Namespace once the program has made it.
-    # The program makes it after these secrets (the registry waits for the others),
-    # so it comes late: an awaitable the program resolves once the Workload exists.
+    # What serves that user's password: the registry's Deployment. The secrets change
+    # only once it has rolled out, so that no pod pulls with a login its registry does
+    # not know yet (an upgrade that moves them to a new user, a new password).
+    after: Sequence[pulumi.Resource] = ()
+    # The registry's own namespace, whose default ServiceAccount is left alone.
     own_namespace: str = ""
-    own_namespace_made: Awaitable[pulumi.Resource] | None = None
     # Also name the pull secret in each namespace's default ServiceAccount.
     service_accounts: bool = False
     # The stack's cluster, for the provider of those patches.
@@ -39,17 +41,13 @@ class PullSecretsArgs:
 
 
 class PullSecrets(pulumi.ComponentResource):
-    """The pull secrets. Those in namespaces the program does not create come
-    first (`foreign`): the registry's objects wait for them, so that a listed
-    namespace that does not exist stops `pulumi up` before the registry is
-    created. The one in the registry's own namespace waits for that namespace
-    (`own_namespace_made`). Its default ServiceAccount is not patched:
-    kube-controller-manager makes it only after the namespace, and a patch
-    needs the object to exist."""
+    """The pull secrets, made (and changed) once the registry serves their login
+    (`after`). A listed namespace that does not exist is refused before anything
+    is made (registry/cluster/checks.py). The registry's own namespace's default
+    ServiceAccount is not patched: kube-controller-manager makes it only after
+    the namespace, and a patch needs the object to exist."""
 
     name: str
-    # The pull secrets (and account patches) in namespaces the program does not create.
-    foreign: list[pulumi.Resource]
 
     def __init__(self, name: str, args: PullSecretsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("registry:index:PullSecrets", name, None, opts)
@@ -65,6 +63,7 @@ class PullSecrets(pulumi.ComponentResource):
         # It talks to the stack's cluster: the kubernetes: config a provider made
         # here does not inherit (kubectl's current context otherwise).
         kube = args.kube
+        own = args.own_namespace
         self._ssa = (
             k8s.Provider(
                 f"{name}-server-side-apply",
@@ -77,34 +76,27 @@ class PullSecrets(pulumi.ComponentResource):
             if args.service_accounts
             else None
         )
-        self.foreign = []
         for namespace in args.namespaces:
-            if namespace != args.own_namespace:
-                self.foreign += self._secret(namespace, [], patch_account=args.service_accounts)
-            elif args.own_namespace_made is not None:
-                self._secret(namespace, [args.own_namespace_made], patch_account=False)
-            else:
-                raise ValueError(f"the pull secret in {namespace!r} needs own_namespace_made")
+            self._secret(namespace, list(args.after), patch_account=args.service_accounts and namespace != own)
         self.name = PULL_SECRET_NAME
         self.register_outputs({})
 
-    def _secret(self, namespace: str, depends: list, patch_account: bool) -> list[pulumi.Resource]:
+    def _secret(self, namespace: str, depends: list, patch_account: bool) -> None:
         secret = self._pull_secret(namespace, depends)
         if not patch_account:
-            return [secret]
+            return
         # Pods that name no imagePullSecrets get it from their ServiceAccount, by
         # a server-side-apply patch with a field manager of its own. The API
         # server treats imagePullSecrets as one atomic list (tests/engine/test_engine.py
         # saw it): an account that already lists a pull secret is refused with
         # a field conflict and left as it is; one that lists none gets ours, and
         # destroy takes it back.
-        patch = k8s.core.v1.ServiceAccountPatch(
+        k8s.core.v1.ServiceAccountPatch(
             f"{self._name}-{namespace}-default-account",
             metadata={"name": "default", "namespace": namespace},
             image_pull_secrets=[{"name": PULL_SECRET_NAME}],
             opts=pulumi.ResourceOptions(parent=self, provider=self._ssa, depends_on=[secret]),
         )
-        return [secret, patch]
 
     def _pull_secret(self, namespace: str, depends: list) -> k8s.core.v1.Secret:
         return k8s.core.v1.Secret(

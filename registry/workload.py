@@ -19,13 +19,15 @@ from .names import (
     DEPLOYMENT_NAME,
     DISRUPTION_BUDGET_NAME,
     IMAGE_PULL_SECRET,
+    PROXY_CONFIG_MAP,
     S3_SECRET,
     SERVICE_NAME,
     TLS_SECRET,
     labels,
     owned_labels,
 )
-from .pod import PodConfig, config_digest, deployment_strategy, pod_annotations, pod_spec
+from .pod import PodConfig, config_digest, deployment_strategy, pod_annotations, pod_spec, proxy_config
+from .proxy import EVERYONE_FILE, PUSHERS_FILE
 
 
 @dataclass
@@ -43,7 +45,9 @@ class WorkloadArgs:
     namespace: str
     pod: PodConfig
     certificate: ServingCertificate
+    # Everyone's htpasswd lines (reads), and the pushers' alone (writes): registry/proxy.py.
     htpasswd: pulumi.Input[str]
+    pushers: pulumi.Input[str]
     http_secret: pulumi.Input[str]
     # The Service.
     port: int = 5000
@@ -58,9 +62,6 @@ class WorkloadArgs:
     s3_secret_access_key: pulumi.Input[str] | None = None
     # A .dockerconfigjson for the registry's own image (pod.image_pull_secret).
     image_pull_secret: pulumi.Input[str] | None = None
-    # What must exist before anything is created: the pull secrets in the
-    # user's namespaces, so that a missing namespace stops `up` first.
-    after: Sequence[pulumi.Resource] = ()
     # Makes the nodes trust the CA and resolve the Service's clusterIP: the
     # pods serve only once what it returns is done, on the first `up` and on
     # every CA rotation (caGeneration).
@@ -78,6 +79,8 @@ def pod_security_labels(pod: PodConfig) -> dict[str, str]:
 class Workload(pulumi.ComponentResource):
     namespace: k8s.core.v1.Namespace
     service: k8s.core.v1.Service
+    # Done once its pods serve what this run gave them (pulumi-kubernetes awaits the rollout).
+    deployment: k8s.apps.v1.Deployment
     cluster_ip: pulumi.Output[str]
 
     # Parts of Kubernetes objects are plain data (typed Any), as the API documents them: the SDK's
@@ -92,7 +95,7 @@ class Workload(pulumi.ComponentResource):
                 "name": args.namespace,
                 "labels": {**owned_labels(args.pod.hostname), **pod_security_labels(args.pod)},
             },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.after)),
+            opts=pulumi.ResourceOptions(parent=self),
         )
         # Fixed names are referenced by the pod spec; replacing one must free
         # the name before the new object takes it. (Data changes update a
@@ -107,7 +110,7 @@ class Workload(pulumi.ComponentResource):
         # The nodes trust the CA before any pod serves a certificate it signed.
         nodes_ready = list(args.prepare_nodes(self.service))
         tls_secret = self._tls_secret(nodes_ready)
-        self._deployment(s3_keys, depends_on=[tls_secret, *before_pods, *nodes_ready])
+        self.deployment = self._deployment(s3_keys, depends_on=[tls_secret, *before_pods, *nodes_ready])
         if args.replicas > 1:
             self._disruption_budget()
         if args.pod.collects:
@@ -139,9 +142,8 @@ class Workload(pulumi.ComponentResource):
         """What the pods need before they start: the passwords, the claim or the bucket's keys,
         the image's pull secret; and the S3 key pair, whose digest rolls the pods."""
         args, pod = self._args, self._args.pod
-        before_pods: list[pulumi.Resource] = [
-            self._secret("auth", AUTH_SECRET, {"htpasswd": args.htpasswd, "http-secret": args.http_secret})
-        ]
+        auth = {EVERYONE_FILE: args.htpasswd, PUSHERS_FILE: args.pushers, "http-secret": args.http_secret}
+        before_pods: list[pulumi.Resource] = [self._secret("auth", AUTH_SECRET, auth), self._proxy_config()]
         s3_keys: list[pulumi.Input[str]] = []
         if pod.storage == "pvc":
             before_pods.append(self._claim(self._name, args, self._labels))
@@ -155,6 +157,14 @@ class Workload(pulumi.ComponentResource):
             before_pods.append(self._secret("image-pull", IMAGE_PULL_SECRET, pull, kind=kind))
         return before_pods, s3_keys
 
+    def _proxy_config(self) -> k8s.core.v1.ConfigMap:
+        return k8s.core.v1.ConfigMap(
+            f"{self._name}-proxy-config",
+            metadata={"name": PROXY_CONFIG_MAP, "namespace": self._args.namespace, "labels": self._labels},
+            data={"nginx.conf": proxy_config(self._args.pod)},
+            opts=self._in_namespace,
+        )
+
     def _tls_secret(self, nodes_ready: list[pulumi.Resource]) -> k8s.core.v1.Secret:
         certificate = self._args.certificate
         return self._secret(
@@ -166,12 +176,16 @@ class Workload(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(self._in_namespace, pulumi.ResourceOptions(depends_on=nodes_ready)),
         )
 
-    def _deployment(self, s3_keys: list[pulumi.Input[str]], depends_on: list[pulumi.Resource]) -> None:
+    def _deployment(
+        self, s3_keys: list[pulumi.Input[str]], depends_on: list[pulumi.Resource]
+    ) -> k8s.apps.v1.Deployment:
         args, pod = self._args, self._args.pod
         # A digest reveals nothing of what it hashes (bcrypt hashes of ~190-bit
         # passwords, a public certificate, S3 keys), so it stays readable in diffs.
         digest = pulumi.Output.unsecret(
-            pulumi.Output.all(args.htpasswd, args.certificate.cert_pem, *s3_keys).apply(lambda v: config_digest(*v))
+            pulumi.Output.all(
+                args.htpasswd, args.certificate.cert_pem, *s3_keys, args.pushers, proxy_config(pod)
+            ).apply(lambda v: config_digest(*v))
         )
         template = {
             "metadata": {
@@ -186,7 +200,7 @@ class Workload(pulumi.ComponentResource):
             "selector": {"matchLabels": self._labels},
             "template": template,
         }
-        k8s.apps.v1.Deployment(
+        return k8s.apps.v1.Deployment(
             f"{self._name}-deployment",
             metadata={"name": DEPLOYMENT_NAME, "namespace": args.namespace, "labels": self._labels},
             spec=spec,

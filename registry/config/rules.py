@@ -353,6 +353,25 @@ def node_trust(c: Parsed) -> Outcome:
     return out
 
 
+def pushers_and_pullers_apart(c: Parsed) -> Outcome:
+    """One htpasswd line per name: a name in two of users, pullers and pullSecretUser
+    would be a pusher and a puller at once."""
+    problems = [
+        f"registry:pullers lists {name!r}, which registry:users lists too; a user either pushes (users) or only "
+        "pulls (pullers): remove it from one of them"
+        for name in c.pullers
+        if name in c.users
+    ]
+    for key, names in (("users", c.users), ("pullers", c.pullers)):
+        if c.pull_secret_user in names:
+            problems.append(
+                f"registry:pullSecretUser is {c.pull_secret_user!r}, which registry:{key} lists too; the pull "
+                "secrets' user is a pull-only user of its own, whose password the program makes: choose another "
+                "name (the default is cluster-puller)"
+            )
+    return Outcome(problems)
+
+
 def blank_secrets_are_unset(c: Parsed) -> Outcome:
     return Outcome(
         changes={key: None for key in ("image_pull_secret", "ssh_key_passphrase") if not c.plain(_camel(key))}
@@ -374,6 +393,7 @@ RULES: tuple[Callable[[Parsed], Outcome], ...] = (
     one_certificate_source,
     ssh_credentials,
     node_trust,
+    pushers_and_pullers_apart,
     blank_secrets_are_unset,
 )
 

@@ -42,6 +42,12 @@ from .validators import (
 # image carries (docker-library/official-images#21360); the tests build the
 # same version from the Go module proxy (tests/build_registry.sh).
 DEFAULT_IMAGE = "registry:3.1.1"
+# nginx in front of the registry (registry/proxy.py): the official image's stable
+# release, pinned by the digest of its index (docker-library/repo-info,
+# repos/nginx/remote/stable-alpine.md, 2026-10-21: nginx 1.30.6 on Alpine 3.24).
+DEFAULT_PROXY_IMAGE = "nginx:1.30.6-alpine@sha256:0e52bd054126cdc040b1276c0af347aeb02a41b9cfe305d6094767ac30e97949"
+# The pull-only user of the pull secrets.
+DEFAULT_PULL_SECRET_USER = "cluster-puller"
 # The registry container's resources unless `resources` says otherwise.
 DEFAULT_RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
 MAX_CA_GENERATION = 1000
@@ -118,12 +124,45 @@ class ServiceSettings:
             "registry](decisions.md#which-registry-distribution-3-not-28))"
         ),
     )
+    proxy_image: str = setting(
+        "proxyImage",
+        image_reference(DEFAULT_PROXY_IMAGE),
+        DEFAULT_PROXY_IMAGE,
+        "nginx image in front of the registry (who may push), pinned.",
+        doc_default="`nginx:1.30.6-alpine@sha256:0e52…7949`",
+        doc=(
+            "the nginx image that runs in the registry's pod in front of it and decides who may push "
+            "(see [Pushers and pullers](decisions.md#pushers-and-pullers-nginx-in-the-pod)); "
+            "from a private mirror, `imagePullSecret` serves it too"
+        ),
+    )
     users: tuple[str, ...] = setting(
         "users",
         json_list(user, unique="is listed twice; each user must be unique", non_empty="must list at least one user"),
         ("admin",),
-        "htpasswd users; the first one is the username output.",
-        doc="htpasswd users; the first is the `username` output",
+        "Users who push (and pull, and delete); the first one is the username output.",
+        doc="users who push, pull and delete; the first is the `username` output",
+    )
+    pullers: tuple[str, ...] = setting(
+        "pullers",
+        json_list(user, unique="is listed twice; each user must be unique"),
+        (),
+        "Users who may only pull (GET and HEAD); passwords in the pullerCredentials output.",
+        doc_default="none",
+        doc=(
+            "users who may only pull: every write (push, delete) is refused with 401; their passwords are "
+            "the `pullerCredentials` output. Not in `users`"
+        ),
+    )
+    pull_secret_user: str = setting(
+        "pullSecretUser",
+        user,
+        DEFAULT_PULL_SECRET_USER,
+        "The pull-only user of the pull secrets; its password is generated and no output shows it.",
+        doc=(
+            "the pull-only user the pull secrets log in as (the `pullUsername` output); its password is "
+            "generated and lives only in the pull secrets. Not in `users` or `pullers`"
+        ),
     )
     pull_secret_namespaces: tuple[str, ...] = setting(
         "pullSecretNamespaces",

@@ -24,7 +24,7 @@ def test_a_node_pushes_by_name_to_the_real_registry_serving_the_users_certificat
         node = factory.start()
         write_image(tmp_path / "image", "v1")
         with deployed(tmp_path, factory, [node], config(own)) as it:
-            auth = it.authfile
+            auth = it.login
             pushed = node.inside("skopeo", "--command-timeout", "60s", "copy", "--dest-authfile", str(auth),
                                  f"oci:{tmp_path / 'image'}:v1", "docker://image-registry:5000/own/app:1", check=False,
                                  timeout=120)

@@ -42,7 +42,8 @@ class World:
     registry: Registry
     root: Path
     commands: dict[str, dict]  # node address -> its command's inputs
-    authfile: Path  # the pull secret's .dockerconfigjson
+    authfile: Path  # the pull secret's .dockerconfigjson: the pull-only user
+    login: Path  # the login outputs: a pusher
     initial: dict[Node, Snapshot]
 
 
@@ -57,7 +58,7 @@ def world(tmp_path_factory):
         initial = {node: node.snapshot() for node in (a, b)}
         with deployed(root, factory, [a, b], {"users": ["admin", "ci"]}) as it:
             yield World(a=a, b=b, c=c, run=it.run, registry=it.registry, root=root, commands=it.commands,
-                        authfile=it.authfile, initial=initial)
+                        authfile=it.authfile, login=it.login, initial=initial)
 
 
 def skopeo(node, *args, timeout=120):
@@ -77,10 +78,10 @@ def diff_ids(node, world, authfile=None):
 
 @pytest.fixture(scope="module")
 def pushed(world):
-    """Node A pushes a three-layer image by name, with the pull secret as its credentials."""
+    """Node A pushes a three-layer image by name, with the login outputs as its credentials."""
     layout = world.root / "image"
     write_image(layout, "v1", layers=3, layer_bytes=64 * 1024)
-    result = skopeo(world.a, "copy", "--dest-authfile", str(world.authfile), f"oci:{layout}:v1", ref(world))
+    result = skopeo(world.a, "copy", "--dest-authfile", str(world.login), f"oci:{layout}:v1", ref(world))
     assert result.returncode == 0, result.stderr
     expected, _ = read_image(layout)
     return expected
@@ -112,7 +113,7 @@ def test_metrics_count_the_push_on_their_own_port(world, pushed):
     assert puts and all(float(line.rsplit(" ", 1)[1]) > 0 for line in puts), text[:2000]
 
 
-def test_containerd_in_a_node_pulls_by_name_through_hosts_toml(world, pushed):
+def test_containerd_in_a_node_pulls_by_name_through_hosts_toml_with_the_pull_secret(world, pushed):
     node = world.b
     state = world.root / "containerd"
     for sub in ("root", "state"):
@@ -132,8 +133,10 @@ def test_containerd_in_a_node_pulls_by_name_through_hosts_toml(world, pushed):
             return socket_path.exists()
 
         eventually(listening, "containerd's socket", 20, every=0.1, detail=lambda: (state / "log").read_text())
-        user = world.run.outputs["username"]
-        password = world.run.outputs["password"]
+        # As kubelet asks containerd to pull: with the pull secret's login, a pull-only user.
+        auths = json.loads(world.authfile.read_text())["auths"]
+        user, password = base64.b64decode(auths[world.run.outputs["endpoint"]]["auth"]).decode().split(":", 1)
+        assert user == world.run.outputs["pullUsername"]
         # ctr has no credentials file; this throwaway password only ever goes to loopback.
         result = node.inside(
             "ctr", "--address", str(socket_path), "images", "pull", "--hosts-dir", "/etc/containerd/certs.d",

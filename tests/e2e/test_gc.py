@@ -77,7 +77,7 @@ def world(tmp_path_factory):
     certs.mkdir()
     (certs / "ca.crt").write_text(registry.ca_pem)
     auth = {f"{CLUSTER_IP}:5000": "", f"127.0.0.1:{job_port}": ""}
-    token = base64.b64encode(f"admin:{run.outputs['password']}".encode()).decode()
+    token = base64.b64encode(f"{run.outputs['username']}:{run.outputs['password']}".encode()).decode()
     (root / "auth.json").write_text(json.dumps({"auths": {k: {"auth": token} for k in auth}}))
     world = World(run=run, root=root, registry=registry, source=source, job_pod=job_pod, job_port=job_port,
                   password=run.outputs["password"], certs=certs, authfile=root / "auth.json")
@@ -486,11 +486,12 @@ def test_a_read_only_mode_left_by_an_earlier_pod_is_no_handshake(world):
 
 def test_ready_means_the_registry_serves_read_write_on_its_port(world):
     from registry import maintenance
-    from registry.pod import CONTAINER_PORT, DATA_DIR
+    from registry.pod import DATA_DIR, REGISTRY_PORT
 
+    # The registry's own port behind the proxy (in the pod, 5002 on its loopback; here, where it listens).
     probe = world.source.deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
-    assert probe["exec"]["command"][-1] == maintenance.readiness_command(DATA_DIR, CONTAINER_PORT)
-    command = maintenance.readiness_command(str(data(world)), CONTAINER_PORT)
+    assert probe["exec"]["command"][-1] == maintenance.readiness_command(DATA_DIR, REGISTRY_PORT)
+    command = maintenance.readiness_command(str(data(world)), int(world.registry.backend.rsplit(":", 1)[1]))
 
     def ready() -> bool:
         return subprocess.run(["sh", "-c", command]).returncode == 0

@@ -17,7 +17,7 @@ from cryptography.x509.verification import PolicyBuilder, Store
 
 from tests.support.nodes import NEEDED, Node, NodeFactory, Snapshot, diff, simulated_nodes
 from tests.support.oci import read_image, write_image
-from tests.support.registry_server import REGISTRY_TOOL, PodSource, Registry
+from tests.support.registry_server import REGISTRY_TOOL, PodSource, Registry, login_authfile
 from tests.support.rotation import IMAGE, cas, commands, config, replace_password, up
 from tests.support.stack import ProviderState, StackRun
 from tests.support.trust import WITH_CONFIG_PATH, store_file_names
@@ -115,7 +115,7 @@ def test_first_up_then_two_rotations_never_break_a_pull_on_any_node(world):
     write_image(layout, "v1", layers=2)
     world.pushed, _ = read_image(layout)
     push = world.nodes[0].inside("skopeo", "--command-timeout", "60s", "copy", "--dest-authfile",
-                                    str(authfile(world, first)), f"oci:{layout}:v1",
+                                    str(login_authfile(first, world.root / "login.json")), f"oci:{layout}:v1",
                                     f"docker://image-registry:5000/{IMAGE}", check=False, timeout=120)
     assert push.returncode == 0, push.stderr
     pulls(world, first)

@@ -22,7 +22,7 @@ from tests.support.constants import CLUSTER_IP
 from tests.support.nodes import NEEDED, simulated_nodes
 from tests.support.oci import write_image
 from tests.support.polling import eventually
-from tests.support.registry_server import REGISTRY_TOOL, PodSource, Registry, pull_authfile, serving
+from tests.support.registry_server import REGISTRY_TOOL, PodSource, Registry, login_authfile, pull_authfile, serving
 from tests.support.seaweedfs import SeaweedFS
 from tests.support.stack import run_stack
 from tests.support.trust import command, ok, run
@@ -55,13 +55,15 @@ def world(tmp_path_factory):
         nodes = [factory.start(), factory.start()]
         for node, replica in zip(nodes, REPLICAS, strict=True):
             ok(run(node, command("create", program.outputs["caCertificate"], ip=replica, entry=f"n{node.index}")))
-        yield World(program, store, source, registries, nodes, pull_authfile(program, root / "auth.json"), root)
+        yield World(program, store, source, registries, nodes, pull_authfile(program, root / "auth.json"),
+                    login_authfile(program, root / "login.json"), root)
 
 
 class World:
-    def __init__(self, program, store, source, registries, nodes, authfile, root):
+    def __init__(self, program, store, source, registries, nodes, authfile, login, root):
         self.program, self.store, self.source, self.registries = program, store, source, registries
-        self.nodes, self.authfile, self.root = nodes, authfile, root
+        # The pull secret's (a puller) and the login outputs' (a pusher).
+        self.nodes, self.authfile, self.login, self.root = nodes, authfile, login, root
         self.password = program.outputs["password"]
 
     def ref(self, tag: str) -> str:
@@ -74,7 +76,7 @@ class World:
         """Push a new image; its manifest digest as the registry serves it (skopeo compresses the layers)."""
         layout = self.root / f"layout-{tag}"
         write_image(layout, tag, layers=layers, layer_bytes=layer_bytes, seed=tag.encode())
-        result = self.skopeo(node, "copy", "--dest-authfile", str(self.authfile), f"oci:{layout}:{tag}", self.ref(tag))
+        result = self.skopeo(node, "copy", "--dest-authfile", str(self.login), f"oci:{layout}:{tag}", self.ref(tag))
         assert result.returncode == 0, result.stderr
         return self.digest(node, tag)
 
@@ -224,7 +226,7 @@ def test_after_a_manual_collection_a_re_push_through_either_replica_is_pulled_wh
     layout = world.root / "layout-gc"
     write_image(layout, "gc", layers=2, layer_bytes=64 * 1024, seed=b"gc")
     ref = world.ref("gc")
-    pushed = world.skopeo(a, "copy", "--dest-authfile", str(world.authfile), f"oci:{layout}:gc", ref)
+    pushed = world.skopeo(a, "copy", "--dest-authfile", str(world.login), f"oci:{layout}:gc", ref)
     assert pushed.returncode == 0, pushed.stderr
     assert world.pull(b, "gc").returncode == 0  # replica B has read every blob of it
     digest = world.digest(a, "gc")
@@ -234,7 +236,7 @@ def test_after_a_manual_collection_a_re_push_through_either_replica_is_pulled_wh
     assert collected.returncode == 0, collected.stderr
     assert "blob eligible for deletion" in collected.stdout + collected.stderr, "the collection deleted its blobs"
     for node in (b, a):  # through B, then through A
-        again = world.skopeo(node, "copy", "--dest-authfile", str(world.authfile), f"oci:{layout}:gc", ref)
+        again = world.skopeo(node, "copy", "--dest-authfile", str(world.login), f"oci:{layout}:gc", ref)
         assert again.returncode == 0, again.stderr
         for reader in (a, b):
             pulled = world.pull(reader, "gc")

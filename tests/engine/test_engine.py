@@ -32,11 +32,12 @@ import pytest
 import yaml
 
 from registry.config.load import parse_settings
+from registry.pull_secrets import docker_config_json
 from tests.support.certs import key_pem, make_ca, make_leaf, pem
 from tests.support.constants import KNOBS, MIRROR_AUTH, NAMESPACE, SERVICE_CIDR
 from tests.support.engine import toolchain_dir, unavailable
 from tests.support.engine.cluster import DEFAULT_CLASS, ControlPlane
-from tests.support.engine.project import EngineProject
+from tests.support.engine.project import EngineProject, checkout
 from tests.support.engine.stack import Stack, material
 from tests.support.nodes import NEEDED, Node, NodeFactory, diff, require_tools, simulated_nodes
 from tests.support.oci import write_image
@@ -183,10 +184,12 @@ def test_stack_output_gives_the_outputs_contract(engine):
     assert shown["externalEndpoints"] == endpoints and shown["externalEndpoint"] == endpoints[0]
     assert shown["clusterIp"] == CLUSTER_IP
     assert shown["username"] == "admin"
-    passwords = material(engine.run, ["admin"])["passwords"][0]
+    passwords = material(engine.run)["passwords"][0]
     assert shown["password"] == passwords["admin"]
-    assert shown["credentials"] == passwords
-    assert shown["caCertificate"] == material(engine.run, ["admin"])["caCert"][0]
+    assert shown["credentials"] == {"admin": passwords["admin"]}, "the pushers' alone"
+    assert shown["pullUsername"] == "cluster-puller" and shown["pullerCredentials"] == {}
+    assert plain.get("pullerCredentials") == "[secret]"
+    assert shown["caCertificate"] == material(engine.run)["caCert"][0]
     assert shown["pullSecretName"] == "registry-pull-secret"
     assert shown["loginCommand"] == (
         f"pulumi stack output password --show-secrets | docker login {endpoints[0]} --username admin --password-stdin"
@@ -203,6 +206,7 @@ def test_a_node_pushes_and_another_pulls_by_name_through_the_registry_the_cluste
         deployment(engine),
         api.get(f"/api/v1/namespaces/{NAMESPACE}/services/registry"),
         api.items(f"/api/v1/namespaces/{NAMESPACE}/secrets"),
+        api.items(f"/api/v1/namespaces/{NAMESPACE}/configmaps"),
     )
     registry = Registry(source, tmp_path / "registry")
     pusher, puller = engine.nodes
@@ -217,18 +221,25 @@ def test_a_node_pushes_and_another_pulls_by_name_through_the_registry_the_cluste
             assert outputs["clusterIp"] in commands[node.address]["create"]
             result = node.run_command(commands[node.address], "create")
             assert result.returncode == 0, result.stderr
+        # The login outputs push; the pull secret, as the cluster holds it, pulls (and may do no more).
+        login = tmp_path / "login.json"
+        login.write_text(docker_config_json([outputs["endpoint"]], outputs["username"], outputs["password"]))
+        login.chmod(0o600)
         authfile = tmp_path / "auth.json"
         authfile.write_text(secret_text(engine, "default", "registry-pull-secret")[".dockerconfigjson"])
         authfile.chmod(0o600)
         layout = tmp_path / "layout"
         write_image(layout, "v1", layers=2, seed=b"engine")
         target = f"docker://{outputs['endpoint']}/{IMAGE}"
-        push = pusher.inside("skopeo", "copy", "--dest-authfile", str(authfile), f"oci:{layout}:v1", target,
+        push = pusher.inside("skopeo", "copy", "--dest-authfile", str(login), f"oci:{layout}:v1", target,
                              check=False, timeout=120)
         assert push.returncode == 0, push.stderr
-        creds = f"{outputs['username']}:{outputs['password']}"
+        refused = pusher.inside("skopeo", "copy", "--dest-authfile", str(authfile), f"oci:{layout}:v1", target + "-2",
+                                check=False, timeout=120)
+        assert refused.returncode != 0 and "unauthorized" in refused.stderr, refused.stderr
         pulled = tmp_path / "pulled"
-        pull = puller.inside("skopeo", "copy", "--src-creds", creds, target, f"dir:{pulled}", check=False, timeout=120)
+        pull = puller.inside("skopeo", "copy", "--src-authfile", str(authfile), target, f"dir:{pulled}", check=False,
+                             timeout=120)
         assert pull.returncode == 0, pull.stderr
         wrong = puller.inside("skopeo", "inspect", "--creds", "admin:wrong", target, check=False, timeout=120)
         assert wrong.returncode != 0
@@ -333,7 +344,7 @@ def test_a_ca_generation_that_skips_one_is_refused_against_the_secret_the_cluste
 def test_stack_export_holds_no_secret_in_plain_text(engine):
     exported = engine.project.export()
     stack_file = (engine.project.dir / f"Pulumi.{engine.project.stack}.yaml").read_text()
-    found = material(engine.run, engine.config["users"])
+    found = material(engine.run)
     secrets = [
         *found["passwords"][0].values(),
         found["httpSecret"][0],
@@ -859,11 +870,7 @@ RELEASE_BEFORE = "072710a"
 def test_a_stack_made_by_the_release_before_keeps_every_urn_and_changes_only_its_namespace_labels(engine, tmp_path):
     """`pulumi up` with the previous release's program, then `pulumi preview` with this
     one, on the same state: no URN moved, and the one input changed is the one meant to."""
-    release = tmp_path / "release"
-    release.mkdir()
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", RELEASE_BEFORE], capture_output=True, timeout=60)
-    assert archive.returncode == 0, f"this test needs the repository's history: {archive.stderr.decode()}"
-    subprocess.run(["tar", "-x", "-C", str(release)], input=archive.stdout, check=True)
+    release = checkout(RELEASE_BEFORE, tmp_path / "release")
     engine.cluster.add_volume()
     project = EngineProject(engine.bin_dir, engine.root / "upgrade", engine.cluster.kubeconfig, stack="upgrade")
     project.create_stack()
@@ -876,16 +883,20 @@ def test_a_stack_made_by_the_release_before_keeps_every_urn_and_changes_only_its
     )
     # Each release with its own project file: the release before knows none of the keys
     # this one declares (nodeTrust, nodeTrustImage), and would refuse them as unknown.
-    shutil.copy(release / "Pulumi.yaml", project.dir / "Pulumi.yaml")
-    before = project.run("up", code=release, runner="tests.engine.inline")
-    shutil.copy(ROOT / "Pulumi.yaml", project.dir / "Pulumi.yaml")
+    before = project.run_release("up", release, runner="tests.engine.inline")
     try:
         assert before.code == 0, before.text
         urns = set(resources_in_state(project))
         preview = project.preview()
         # Since that release the registry's namespace enforces a Pod Security level
-        # (issue 25, defect 17): its labels change in place, and nothing else does.
-        assert preview.code == 0 and preview.changes() == {"registry-namespace": "update"}, preview.text
+        # (issue 25, defect 17): its labels change in place. The proxy (issue 29) adds its
+        # ConfigMap and a pull-only user: the htpasswd, the pods and the pull secret change
+        # in place. Nothing is replaced or deleted.
+        assert preview.code == 0 and preview.changes() == {
+            "registry-namespace": "update", "registry-auth": "update", "registry-deployment": "update",
+            "registry-garbage-collection": "update", "registry-pull-registry-upgrade": "update",
+            "registry-proxy-config": "create",
+        }, preview.text
         assert set(resources_in_state(project)) == urns
     finally:
         destroy = project.destroy()

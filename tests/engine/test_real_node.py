@@ -6,10 +6,12 @@ and runc, in namespaces of their own, with images made here
 (tests/support/images.py). The stack is the committed dev stack's config
 (nodeTrust cluster) with the images pointing at those, and
 `serviceAccountPullSecret: true`. The tests share it and run in file order,
-as a user's day goes: up, a push from a workstation through the node port, a
-pod that runs an image from the registry, the password really required, a
-second up, rotations under pulls, a node that joins later, daemons restarted,
-destroy. The machine is checked to be as it was before, at the end.
+as a user's day goes: up with the release before pushers and pullers, a push
+from a workstation through the node port, a pod that runs an image from the
+registry, the upgrade to this release under pulls, the pull secret that can
+only pull, the password really required, a second up, rotations under pulls,
+a node that joins later, daemons restarted, destroy. The machine is checked
+to be as it was before, at the end.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from registry.names import NODE_TRUST_NAME
 from tests.support.constants import NAMESPACE, TRUST_NAMESPACE
 from tests.support.engine import toolchain_dir
 from tests.support.engine.cluster import ControlPlane
-from tests.support.engine.project import EngineProject
+from tests.support.engine.project import EngineProject, checkout
 from tests.support.engine.stack import Stack
 from tests.support.engine.trust_world import dev_config
 from tests.support.images import Image, build
@@ -42,6 +44,9 @@ from tests.support.stack import FakeCluster
 pytestmark = pytest.mark.real_node
 
 HELLO = "image-registry:5000/hello:v1"
+# The last release before pushers and pullers (issue 29): its pull secrets log in as the first
+# user, whose rights are every right; the day starts with it, and upgrades.
+RELEASE_BEFORE_PULLERS = "8e9281a"
 SAID = "hello from the private registry"
 TOOLS = {"containerd": "containerd", "runc": "runc", "ctr": "containerd", "iptables": "iptables",
          "busybox": "busybox", "curl": "curl", "skopeo": "skopeo", "ldd": "libc-bin"}
@@ -57,6 +62,7 @@ class World:
     nodes: dict[str, RealNode]
     images: dict[str, Image]
     stack: Stack
+    release: Path
     before: dict = field(default_factory=dict)
     password: str = ""
     timings: dict[str, float] = field(default_factory=dict)
@@ -65,10 +71,33 @@ class World:
     def project(self) -> EngineProject:
         return self.stack.project
 
-    def up(self) -> None:
-        result = self.project.up()
+    def up(self, release: Path | None = None) -> None:
+        result = self.project.run_release("up", release) if release else self.project.up()
         assert result.code == 0, result.text + self.logs()
         self.password = self.project.outputs(show_secrets=True)["password"]
+
+    def up_under_pulls(self, node: str = "node-1") -> tuple[int, list[str]]:
+        """`up` while `node` pulls all the time with the pull secret of the moment: how many
+        pulls ran, and the errors of those that failed."""
+        failures: list[str] = []
+        pulls = [0]
+        stop = threading.Event()
+
+        def pull_all_the_time() -> None:
+            while not stop.is_set():
+                result = self.pull(node)
+                pulls[0] += 1
+                if result.returncode != 0:
+                    failures.append(result.stderr.strip())
+
+        puller = threading.Thread(target=pull_all_the_time)
+        puller.start()
+        try:
+            self.up()
+        finally:
+            stop.set()
+            puller.join()
+        return pulls[0], failures
 
     def logs(self) -> str:
         return "".join(f"\n--- {n} kubelet\n{node.log('kubelet')[-3000:]}" for n, node in self.nodes.items())
@@ -125,8 +154,10 @@ def world(tmp_path_factory):
         # pulumi-tls's certificate names the nodes' addresses, as the program reads them.
         stack = Stack(project, cluster=FakeCluster(missing={NAMESPACE, TRUST_NAMESPACE}, ranges=["10.96.0.0/12"],
                                                    addresses={"node-1": node_address(1)}))
-        stack.configure(**configuration(images))
-        world = World(root, real.cluster, real.workstation, real.nodes, images, stack)
+        # The release before knows no proxyImage (and would refuse it): it comes with the upgrade.
+        stack.configure(**{k: v for k, v in configuration(images).items() if k != "proxyImage"})
+        release = checkout(RELEASE_BEFORE_PULLERS, root / "release")
+        world = World(root, real.cluster, real.workstation, real.nodes, images, stack, release)
         for name, node in real.nodes.items():
             world.before[name] = snapshot(node.path, NODE_ROOTS)
         yield world
@@ -134,13 +165,14 @@ def world(tmp_path_factory):
 
 def configuration(images: dict[str, Image]) -> dict:
     """The committed dev stack's config, with the images made here."""
-    return {**dev_config(), "image": images["registry"].name, "nodeTrustImage": images["node-trust"].pinned,
+    return {**dev_config(), "image": images["registry"].name, "proxyImage": images["nginx"].pinned,
+            "nodeTrustImage": images["node-trust"].pinned,
             "serviceAccountPullSecret": True, "storageSize": "1Gi"}
 
 
 def test_up_returns_once_the_registry_runs_in_a_container_and_every_node_ran_the_node_program(world):
     started = time.monotonic()
-    world.up()
+    world.up(release=world.release)
     world.timings["up"] = time.monotonic() - started
     (pod,) = world.pods(NAMESPACE)
     assert ready(pod) and pod["status"]["containerStatuses"][0]["state"].get("running"), pod["status"]
@@ -179,6 +211,47 @@ def test_a_pod_runs_an_image_of_the_registry_that_kubelet_pulled_by_name(world):
     assert SAID in world.said("node-1", pod)
 
 
+def test_upgrading_to_this_release_moves_the_pull_secrets_to_a_puller_and_refuses_no_pull(world):
+    secret = "/api/v1/namespaces/default/secrets/registry-pull-secret"
+
+    def user() -> str:
+        auths = json.loads(base64.b64decode(world.cluster.api.get(secret)["data"][".dockerconfigjson"]))["auths"]
+        return base64.b64decode(auths["image-registry:5000"]["auth"]).decode().split(":", 1)[0]
+
+    assert user() == "admin", "the release before gave the pull secrets the first user's login"
+    world.stack.configure(proxyImage=world.images["nginx"].pinned)
+    started = time.monotonic()
+    pulls, failures = world.up_under_pulls()
+    world.timings["upgrade"] = time.monotonic() - started
+    assert user() == "cluster-puller"
+    refused = [f for f in failures if "401" in f or "nauthorized" in f]
+    assert pulls > 0 and refused == [], refused
+    # One pod on one volume (storage pvc): it restarts once (Recreate) for the proxy, and pulls
+    # meanwhile find nothing listening; kubelet retries those. None is refused for its login.
+    print(f"upgrade: {len(failures)} of {pulls} pulls failed during the up, none with 401")
+    (pod,) = world.pods(NAMESPACE)
+    assert ready(pod) and [c["name"] for c in pod["spec"]["initContainers"]] == ["proxy"]
+    assert pod["status"]["initContainerStatuses"][0]["started"], pod["status"]
+    assert world.pull("node-1").returncode == 0
+    preview = world.project.preview(expect_no_changes=True)
+    assert preview.code == 0, preview.text
+
+
+def test_the_pull_secrets_login_pulls_and_cannot_push(world):
+    """The pull secret the cluster holds, as a workstation that stole it would use it."""
+    secret = world.cluster.api.get("/api/v1/namespaces/default/secrets/registry-pull-secret")
+    auths = json.loads(base64.b64decode(secret["data"][".dockerconfigjson"]))["auths"]
+    user, password = base64.b64decode(auths["192.168.77.2:30500"]["auth"]).decode().split(":", 1)
+    assert user == world.project.outputs()["pullUsername"] == "cluster-puller"
+    ws = world.workstation
+    pulled = ws.inside("skopeo", "inspect", "--creds", f"{user}:{password}", "docker://192.168.77.2:30500/hello:v1",
+                       timeout=120, check=False)
+    assert pulled.returncode == 0, pulled.stderr
+    pushed = ws.inside("skopeo", "copy", "--dest-creds", f"{user}:{password}", f"oci:{world.images['hello'].layout}:v1",
+                       "docker://192.168.77.2:30500/hello:overwritten", timeout=180, check=False)
+    assert pushed.returncode != 0 and "unauthorized" in pushed.stderr.lower(), pushed.stderr
+
+
 def test_a_pod_in_a_namespace_without_the_pull_secret_fails_to_pull_with_an_authentication_error(world):
     api = world.cluster.api
     api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "elsewhere"}})
@@ -201,40 +274,25 @@ def test_a_second_up_changes_nothing_and_restarts_no_pod(world):
 
 @pytest.mark.parametrize("rotation", ["ca", "password"])
 def test_a_rotation_never_fails_a_pull_for_trust_and_a_new_pod_pulls_after_it(world, rotation):
-    failures: list[str] = []
-    pulls = [0]
-    stop = threading.Event()
-
-    def pull_all_the_time():
-        while not stop.is_set():
-            result = world.pull("node-1")
-            pulls[0] += 1
-            if result.returncode != 0:
-                failures.append(result.stderr.strip())
-
     if rotation == "password":
-        replace_password(world.stack.state, world.stack.run, "admin")
+        # The pull secrets' own user: its new password reaches them only once the pods serve it.
+        replace_password(world.stack.state, world.stack.run, "cluster-puller")
         world.stack.configure()
     else:
         world.stack.configure(caGeneration=2)
-    puller = threading.Thread(target=pull_all_the_time)
-    puller.start()
-    try:
-        world.up()
-    finally:
-        stop.set()
-        puller.join()
-    assert pulls[0] > 0
+    pulls, failures = world.up_under_pulls()
+    assert pulls > 0
     untrusted = [f for f in failures if "x509" in f or "certificate" in f]
     assert untrusted == [], untrusted
     refused = [f for f in failures if "401" in f]
     if rotation == "ca":
         assert refused == [], refused
     # The registry has one pod on one volume (storage pvc): it restarts (Recreate), and pulls
-    # meanwhile find nothing listening. The first user's new password reaches the pull secrets
-    # before the registry (docs/operations.md, rotating a password): those pulls get 401, and
-    # kubelet retries them. Either way, once up returns, every pull works.
-    print(f"{rotation}: {len(failures)} of {pulls[0]} pulls failed during the up ({len(refused)} with 401)")
+    # meanwhile find nothing listening; kubelet retries them. The pull secrets change only once
+    # the new pod serves the new password (registry/pull_secrets.py); from then until the
+    # Secret is written (a second or two), pulls with the old one get 401, and kubelet retries
+    # them. Either way, once up returns, every pull works.
+    print(f"{rotation}: {len(failures)} of {pulls} pulls failed during the up ({len(refused)} with 401)")
     assert world.pull("node-1").returncode == 0
     pod = world.run_pod(f"hello-after-{rotation}")
     assert pod["status"]["phase"] == "Succeeded", pod["status"]

@@ -60,6 +60,7 @@ def start_registry(world: World) -> Registry:
         api.get(f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/registry"),
         api.get(f"/api/v1/namespaces/{NAMESPACE}/services/registry"),
         api.items(f"/api/v1/namespaces/{NAMESPACE}/secrets"),
+        api.items(f"/api/v1/namespaces/{NAMESPACE}/configmaps"),
     )
     registry = Registry(source, world.root / "registry")
     data = registry.path("/var/lib/registry")

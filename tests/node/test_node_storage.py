@@ -5,6 +5,7 @@ prepared over real OpenSSH by the program's own command, kept or removed on dest
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -184,9 +185,8 @@ def test_images_survive_destroy_and_up_only_when_data_is_kept(nodes, tmp_path, k
     certs.mkdir()
     (certs / "ca.crt").write_text(registry.ca_pem)
     auth = tmp_path / "auth.json"
-    pull = run.one("kubernetes:core/v1:Secret", "registry-pull-default").inputs["stringData"][".dockerconfigjson"]
-    auths = json.loads(pull)["auths"]
-    auth.write_text(json.dumps({"auths": {f"{CLUSTER_IP}:5000": auths["image-registry:5000"]}}))
+    login = base64.b64encode(f"{run.outputs['username']}:{run.outputs['password']}".encode()).decode()
+    auth.write_text(json.dumps({"auths": {f"{CLUSTER_IP}:5000": {"auth": login}}}))
     write_image(tmp_path / "image", "v1", layers=2)
     target = f"docker://{CLUSTER_IP}:5000/team/app:1"
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tests.support.constants import CLUSTER_IP, COMMAND
 from tests.support.nodes import Node, NodeFactory
-from tests.support.registry_server import Registry, pull_authfile, serving
+from tests.support.registry_server import Registry, login_authfile, pull_authfile, serving
 from tests.support.stack import StackRun, run_stack
 
 
@@ -19,7 +19,8 @@ class Deployed:
     run: StackRun
     registry: Registry
     commands: dict[str, dict]  # node address -> its command's inputs
-    authfile: Path  # the pull secret's .dockerconfigjson
+    authfile: Path  # the pull secret's .dockerconfigjson: a puller
+    login: Path  # the login outputs' (username, password): a pusher
 
 
 @contextmanager
@@ -47,4 +48,5 @@ def deployed(
         result = node.run_command(commands[node.address], "create")
         assert result.returncode == 0, result.stderr
     with serving(run, root / "registry", **where(run)) as registry:
-        yield Deployed(run, registry, commands, pull_authfile(run, root / "auth.json"))
+        yield Deployed(run, registry, commands, pull_authfile(run, root / "auth.json"),
+                       login_authfile(run, root / "login.json"))

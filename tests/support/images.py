@@ -9,6 +9,8 @@ the config a Dockerfile would give it, and an archive of that layout that
 - `registry`: the distribution registry that tests/build_registry.sh builds (the
   version the default image runs), with the registry:3 image's config.yml, its
   entrypoint and env, and busybox for the serve and collection scripts;
+- `nginx`: Debian's nginx (tests/build_nginx.sh), the registry pod's proxy
+  (registry/proxy.py), run with the command and config the pod gives it;
 - `node-trust`: what nodeTrust cluster's pods need, busybox's `sh` and `chroot`
   and Debian's `curl`;
 - `hello`: busybox's `echo`, for a pod that says hello and ends.
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.oci import ARCH, CONFIG, MANIFEST, _blob
-from tests.support.registry_server import IMAGE_CONFIG, IMAGE_CONFIG_PATH, IMAGE_ENV, REGISTRY_BINARY
+from tests.support.registry_server import IMAGE_CONFIG, IMAGE_CONFIG_PATH, IMAGE_ENV, NGINX_BINARY, REGISTRY_BINARY
 
 # What the node-trust pod's script and the registry's scripts run, besides sh.
 BUSYBOX_APPLETS = (
@@ -133,7 +135,7 @@ def pack(root: Path, folder: Path, name: str, config: dict) -> Image:
 
 
 def build(folder: Path) -> dict[str, Image]:
-    """The four images, under `folder` (one sub-folder each)."""
+    """The five images, under `folder` (one sub-folder each)."""
     images = {}
 
     def root(kind: str) -> Path:
@@ -159,6 +161,15 @@ def build(folder: Path) -> dict[str, Image]:
     images["registry"] = pack(registry, folder / "registry", f"{PREFIX}/registry:3.1.1", {
         "Entrypoint": ["registry", "serve"], "Cmd": [IMAGE_CONFIG_PATH],
         "Env": [f"PATH={PATH}", *(f"{k}={v}" for k, v in IMAGE_ENV.items())], "ExposedPorts": {"5000/tcp": {}}})
+
+    nginx = root("nginx")
+    # At the path the official image has it, in PATH.
+    install(nginx, "/usr/sbin/nginx", NGINX_BINARY)
+    for library in libraries(NGINX_BINARY):
+        install(nginx, library)
+    (nginx / "tmp").mkdir()
+    (nginx / "tmp").chmod(0o1777)
+    images["nginx"] = pack(nginx, folder / "nginx", f"{PREFIX}/nginx:1.22.1", {"Entrypoint": ["nginx"]})
 
     trust = root("node-trust")
     with_busybox(trust)

@@ -9,7 +9,10 @@ Regenerate only for a deliberate change: python3 -m tests.support.urn_shapes > t
 Deliberate changes so far: the storage node's folder command runs after that
 node's trust command and is no longer deleted before a replacement (it is never
 replaced); node trust from the cluster joined the graph with its storage
-DaemonSet and the ClusterRole that reads its namespace (issue 25).
+DaemonSet and the ClusterRole that reads its namespace (issue 25); the proxy
+(issue 29) added its ConfigMap and the pull secrets' user's password and salt,
+and the pull secrets now wait for the Deployment's rollout instead of the
+registry's namespace waiting for them (no URN moved: checked by comparing both).
 """
 
 from __future__ import annotations

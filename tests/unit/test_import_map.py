@@ -22,6 +22,7 @@ LAYERS: dict[str, set[str]] = {
         "registry.names",
         "registry.credentials",
         "registry.maintenance",
+        "registry.proxy",
         "registry.node_script",
         "registry.workstation",
         "registry.brought_certificate",

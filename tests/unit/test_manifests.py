@@ -20,7 +20,7 @@ def objects():
     assert run.error is None, run.error
     found = manifests(run)
     kinds = sorted(inputs["kind"] for _, inputs in found)
-    assert kinds == ["ConfigMap", "CronJob", "Deployment", "Namespace", "PersistentVolumeClaim", "Secret", "Secret", "Secret", "Secret", "Service"]
+    assert kinds == ["ConfigMap", "ConfigMap", "CronJob", "Deployment", "Namespace", "PersistentVolumeClaim", "Secret", "Secret", "Secret", "Secret", "Service"]
     return found
 
 
@@ -31,7 +31,7 @@ def s3_objects():
     assert run.error is None, run.error
     found = manifests(run)
     kinds = sorted(inputs["kind"] for _, inputs in found)
-    assert kinds == ["ConfigMap", "Deployment", "Namespace", "PodDisruptionBudget", "Secret", "Secret", "Secret", "Secret", "Secret", "Service"]
+    assert kinds == ["ConfigMap", "ConfigMap", "Deployment", "Namespace", "PodDisruptionBudget", "Secret", "Secret", "Secret", "Secret", "Secret", "Service"]
     return found
 
 

@@ -80,9 +80,14 @@ def test_the_pods_roll_out_only_after_every_node_trusts_the_ca():
 
 
 
+def password_of(run, user: str) -> str:
+    return run.one("random:index/randomPassword:RandomPassword", f"registry-{user}-password").outputs["result"]
+
+
 @pytest.mark.parametrize("user, changed", [
-    ("admin", {"registry-auth", "registry-deployment", "registry-pull-default"}),
+    ("admin", {"registry-auth", "registry-deployment"}),
     ("ci", {"registry-auth", "registry-deployment"}),
+    ("cluster-puller", {"registry-auth", "registry-deployment", "registry-pull-default"}),
 ])
 def test_replacing_one_password_changes_that_user_alone(user, changed):
     state = ProviderState()
@@ -90,9 +95,9 @@ def test_replacing_one_password_changes_that_user_alone(user, changed):
     replace_password(state, before, user)
     after = up(config(), state)
 
-    assert after.outputs["credentials"][user] != before.outputs["credentials"][user]
-    others = [u for u in ("admin", "ci") if u != user]
-    assert all(after.outputs["credentials"][u] == before.outputs["credentials"][u] for u in others)
+    assert password_of(after, user) != password_of(before, user)
+    others = [u for u in ("admin", "ci", "cluster-puller") if u != user]
+    assert all(password_of(after, u) == password_of(before, u) for u in others)
     old, new = htpasswd_lines(before), htpasswd_lines(after)
     assert [u for u in old if old[u] != new[u]] == [user], "only that user's htpasswd line changes"
     was, now = kubernetes_inputs(before), kubernetes_inputs(after)
@@ -101,7 +106,7 @@ def test_replacing_one_password_changes_that_user_alone(user, changed):
                    for run in (before, after)]
     assert {k for k in annotations[1] if annotations[1][k] != annotations[0][k]} == {"registry.pulumi.com/config-digest"}, \
         "the pods roll once, for the new htpasswd"
-    if user == "admin":
+    if user == "cluster-puller":
         auth = json.loads(now["registry-pull-default"]["stringData"][".dockerconfigjson"])["auths"]
         token = base64.b64decode(auth["image-registry:5000"]["auth"]).decode()
-        assert token == f"admin:{after.outputs['password']}", "the pull secret follows its user"
+        assert token == f"cluster-puller:{password_of(after, user)}", "the pull secret follows its user"

@@ -27,6 +27,7 @@ def test_defaults_match_the_config_contract():
     assert s.cluster_ip is None and s.node_port == 30500 and s.image == DEFAULT_IMAGE
     assert (s.storage_size, s.storage_class) == ("10Gi", None)
     assert s.users == ("admin",) and s.pull_secret_namespaces == ("default",)
+    assert s.pullers == () and s.pull_secret_user == "cluster-puller" and s.proxy_image.startswith("nginx:")
     assert s.cert_validity_days == 365 and s.nodes == () and s.ssh_user == "root"
     assert s.endpoint == "image-registry:5000"
 
@@ -48,7 +49,7 @@ def test_pulumi_yaml_declares_the_same_defaults_the_code_applies():
         "caGeneration": code.ca_generation, "gcSchedule": code.gc_schedule, "metrics": code.metrics,
         "discovery": code.discovery, "nodeTrust": code.node_trust, "nodeTrustImage": code.node_trust_image,
         "clusterCheck": code.cluster_check, "serviceAccountPullSecret": code.service_account_pull_secret,
-        "sshAgent": code.ssh_agent,
+        "sshAgent": code.ssh_agent, "proxyImage": code.proxy_image, "pullSecretUser": code.pull_secret_user,
     }
     assert {k: v["default"] for k, v in declared.items()} == expected
     for key, spec in declared.items():
@@ -106,6 +107,14 @@ def test_node_defaults_come_from_ssh_user():
         ({"users": ["ad min"]}, "users[0]", "'ad min'", "':' or whitespace"),
         ({"users": ["admin", "admin"]}, "users[1]", "'admin'", "listed twice"),
         ({"users": []}, "users", "[]", "at least one user"),
+        ({"pullers": ["scan", "scan"]}, "pullers[1]", "'scan'", "listed twice"),
+        ({"pullers": [""]}, "pullers[0]", '""', "non-empty string"),
+        ({"pullers": ["ad:min"]}, "pullers[0]", "'ad:min'", "':' or whitespace"),
+        ({"pullSecretUser": "a b"}, "pullSecretUser", "'a b'", "':' or whitespace"),
+        ({"users": ["admin", "ci"], "pullers": ["ci"]}, "pullers", "'ci'", "either pushes (users) or only pulls (pullers)"),
+        ({"pullSecretUser": "admin"}, "pullSecretUser", "'admin'", "which registry:users lists too"),
+        ({"pullers": ["scan"], "pullSecretUser": "scan"}, "pullSecretUser", "'scan'", "which registry:pullers lists too"),
+        ({"proxyImage": "Nginx:latest"}, "proxyImage", "'Nginx:latest'", "must be an image reference"),
         ({"certValidityDays": "0"}, "certValidityDays", "0", "between 1 and 825"),
         ({"certValidityDays": "826"}, "certValidityDays", "826", "between 1 and 825"),
         ({"storageSize": "lots"}, "storageSize", "'lots'", "Kubernetes quantity"),
@@ -192,6 +201,12 @@ def test_nodes_without_ssh_key_are_refused():
 def test_every_problem_is_reported_at_once():
     message = refusal({"port": "0", "nodePort": "1", "users": ["a:b"]})
     assert all(k in message for k in ("registry:port ", "registry:nodePort ", "registry:users[0] "))
+
+
+def test_a_user_in_two_roles_is_refused_before_any_resource():
+    run = run_stack({**BASE_CONFIG, "pullers": ["ci"], "pullSecretUser": "admin"})
+    assert isinstance(run.error, SettingsError) and run.resources == []
+    assert "registry:pullers lists 'ci'" in str(run.error) and "registry:pullSecretUser is 'admin'" in str(run.error)
 
 
 def test_refused_config_registers_no_resource():

@@ -18,7 +18,7 @@ import pulumi
 from registry.cluster.certificate import UserCertificate
 from registry.config.model import Settings
 from registry.credentials import htpasswd_file
-from registry.program import Material, run, serving_certificate
+from registry.program import Material, pullers, run, serving_certificate
 from registry.workload import ServingCertificate
 
 MATERIAL = "material"
@@ -29,7 +29,8 @@ def from_config(settings: Settings, user: UserCertificate | None) -> Material:
     config = pulumi.Config(MATERIAL)
     passwords = config.require_secret_object("passwords")
     salts = config.require_object("salts")
-    users = list(settings.users)
+    pushers = list(settings.users)
+    users = [*pushers, *pullers(settings)]
 
     def made_by_the_test() -> ServingCertificate:
         return ServingCertificate(ca_pem=config.require("caCert"), cert_pem=config.require("serverCert"),
@@ -38,6 +39,7 @@ def from_config(settings: Settings, user: UserCertificate | None) -> Material:
     return Material(
         certificate=serving_certificate(user, made_by_the_test),
         htpasswd=passwords.apply(lambda p: htpasswd_file([(u, p[u], salts[u]) for u in users])),
+        pushers=passwords.apply(lambda p: htpasswd_file([(u, p[u], salts[u]) for u in pushers])),
         http_secret=config.require_secret("httpSecret"),
         passwords={user: passwords.apply(lambda p, user=user: p[user]) for user in users},
     )

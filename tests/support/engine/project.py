@@ -64,6 +64,15 @@ def _paths(key: str, value: Any):
             yield path, item
 
 
+def checkout(commit: str, folder: Path) -> Path:
+    """The repository's files at `commit` (a release before this one), extracted into `folder`."""
+    folder.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit], capture_output=True, timeout=60)
+    assert archive.returncode == 0, f"this test needs the repository's history: {archive.stderr.decode()}"
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    return folder
+
+
 class EngineProject:
     def __init__(self, bin_dir: Path, root: Path, kubeconfig: Path, stack: str = "engine"):
         self.dir = root / "project"
@@ -153,6 +162,15 @@ class EngineProject:
         if result.returncode != 0:
             raise AssertionError(f"{operation} did not run:\n{result.stdout}\n{result.stderr}")
         return Operation(**json.loads(result.stdout.strip().splitlines()[-1]))
+
+    def run_release(self, operation: str, release: Path, runner: str = "tests.support.engine.inline") -> Operation:
+        """One operation with another release's program and its project file, which declares only
+        that release's keys; this checkout's project file is back afterwards."""
+        shutil.copy(release / "Pulumi.yaml", self.dir / "Pulumi.yaml")
+        try:
+            return self.run(operation, code=release, runner=runner)
+        finally:
+            shutil.copy(ROOT / "Pulumi.yaml", self.dir / "Pulumi.yaml")
 
     def preview(self, **kwargs) -> Operation:
         return self.run("preview", **kwargs)

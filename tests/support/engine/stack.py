@@ -35,7 +35,7 @@ class Stack:
         assert run.error is None, run.error
         for key, value in changes.items():
             self.project.set(f"registry:{key}", value, secret=key in ("sshPrivateKey", "imagePullSecret"))
-        for key, (value, secret) in material(run, self.config.get("users", ["admin"])).items():
+        for key, (value, secret) in material(run).items():
             # --raw: the bytes pulumi-tls would give, final newline included.
             self.project.set(f"{MATERIAL}:{key}", value, secret=secret, raw=True)
         self.run = run
@@ -43,9 +43,12 @@ class Stack:
 
 
 
-def material(run: StackRun, users: list[str]) -> dict[str, tuple[Any, bool]]:
-    """What pulumi-tls and pulumi-random gave the program in `run`: key -> (value, secret)."""
+def material(run: StackRun) -> dict[str, tuple[Any, bool]]:
+    """What pulumi-tls and pulumi-random gave the program in `run`: key -> (value, secret);
+    the passwords and salts of every user (pushers, pullers, the pull secrets')."""
     password = "random:index/randomPassword:RandomPassword"
+    users = [r.name.removeprefix("registry-").removesuffix("-password") for r in run.of_type(password)
+             if r.name != "registry-http-secret"]
     return {
         # Every CA the nodes trust: during a rotation (caGeneration 2), the new and the old one.
         "caCert": (run.outputs["caCertificate"], False),

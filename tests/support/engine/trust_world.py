@@ -98,6 +98,7 @@ class World:
             api.get(f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/registry"),
             api.get(f"/api/v1/namespaces/{NAMESPACE}/services/registry"),
             api.items(f"/api/v1/namespaces/{NAMESPACE}/secrets"),
+            api.items(f"/api/v1/namespaces/{NAMESPACE}/configmaps"),
         )
         # The same folder each time: the claim's data is kept across restarts, its Secrets are rewritten.
         self.registry = Registry(source, self.root / "registry")
