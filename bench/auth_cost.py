@@ -1,29 +1,39 @@
 #!/usr/bin/env python3
-"""What htpasswd auth and its bcrypt cost do to push and pull times.
+"""What checking passwords costs push and pull: the registry's own htpasswd, and the pod's proxy.
 
-Starts the real registry from the program's own Deployment (as the end-to-end
-tests do), pushes a multi-layer image with skopeo and pulls it back, and
-compares: the same TLS registry without auth, and with our htpasswd at
-several bcrypt costs. The registry checks bcrypt on every request and caches
-nothing, so the cost is paid per blob, per manifest, per HEAD.
+Pushes a multi-layer image with skopeo and pulls it back, side by side in one run:
+
+- the registry alone with TLS and no auth (the baseline);
+- the registry alone with TLS and its own htpasswd, at several bcrypt costs (what the
+  pod ran before the proxy);
+- the pod as the program renders it (tests/support/registry_server.py): nginx terminating
+  TLS and checking the htpasswd (bcrypt cost 5), the registry behind it on loopback;
+- the same pod with nginx's auth_basic taken out, to show what the extra hop costs.
+
+Both check bcrypt on every request and cache nothing, so the cost is paid per blob, per
+manifest, per HEAD.
 
     python3 bench/auth_cost.py [--layers 20] [--layer-mib 1] [--repeats 3]
 
-Needs no root and no network beyond loopback; runs the registry tests/build_registry.sh builds
-(the version the default image runs) and skopeo from Debian.
+Needs no network beyond loopback; runs the registry tests/build_registry.sh builds (the
+version the default image runs), Debian's nginx (tests/build_nginx.sh) and skopeo.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 import json
+import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import bcrypt
@@ -32,10 +42,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from registry.credentials import BCRYPT_COST
 from tests.support.oci import write_image
-from tests.support.registry_server import REGISTRY_BINARY, PodSource, Registry
+from tests.support.polling import eventually
+from tests.support.registry_server import IMAGE_CONFIG, IMAGE_ENV, NGINX_BINARY, REGISTRY_BINARY, PodSource, Registry
 from tests.support.stack import run_stack
 
 CLUSTER_IP = "127.0.10.2"
+PORT = 5000
 
 
 def skopeo_copy(src: str, dest: str, cert_dir: Path, authfile: Path | None) -> float:
@@ -47,22 +59,80 @@ def skopeo_copy(src: str, dest: str, cert_dir: Path, authfile: Path | None) -> f
     return time.perf_counter() - started
 
 
-def measure(
-    registry: Registry, work: Path, image: Path, authfile: Path | None, repeats: int, label: str
-) -> list[float]:
-    cert_dir = work / "certs"
-    cert_dir.mkdir(exist_ok=True)
-    (cert_dir / "ca.crt").write_text(registry.ca_pem)
+def measure(work: Path, image: Path, authfile: Path | None, repeats: int, label: str) -> float:
+    """The median of `repeats` push-then-pull times, each to a new repository (no layer already there)."""
     times = []
     for i in range(repeats):
-        # A new repository each time: no layer is already there, as on a first push.
-        ref = f"docker://{registry.host}:{registry.port}/bench/{label}-{i}:v1"
+        ref = f"docker://{CLUSTER_IP}:{PORT}/bench/{label}-{i}:v1"
         pulled = work / f"pulled-{label}-{i}"
-        push = skopeo_copy(f"oci:{image}:v1", ref, cert_dir, authfile)
-        pull = skopeo_copy(ref, f"oci:{pulled}:v1", cert_dir, authfile)
+        push = skopeo_copy(f"oci:{image}:v1", ref, work / "certs", authfile)
+        pull = skopeo_copy(ref, f"oci:{pulled}:v1", work / "certs", authfile)
         shutil.rmtree(pulled)
         times.append(push + pull)
-    return times
+    return statistics.median(times)
+
+
+@contextmanager
+def registry_alone(work: Path, tls: dict[str, str], htpasswd: str | None):
+    """The registry binary with its image's config, TLS of its own, and its own htpasswd or none."""
+    root = Path(tempfile.mkdtemp(dir=work, prefix="alone-"))
+    (root / "tls.crt").write_text(tls["tls.crt"])
+    (root / "tls.key").write_text(tls["tls.key"])
+    (root / "config.yml").write_text(IMAGE_CONFIG)
+    env = {
+        "PATH": os.environ["PATH"],
+        **IMAGE_ENV,
+        "REGISTRY_LOG_LEVEL": "error",
+        "REGISTRY_HTTP_DEBUG_ADDR": "",
+        "REGISTRY_HTTP_ADDR": f"{CLUSTER_IP}:{PORT}",
+        "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY": str(root / "data"),
+        "REGISTRY_HTTP_TLS_CERTIFICATE": str(root / "tls.crt"),
+        "REGISTRY_HTTP_TLS_KEY": str(root / "tls.key"),
+    }
+    if htpasswd is not None:
+        (root / "htpasswd").write_text(htpasswd)
+        env |= {
+            "REGISTRY_AUTH": "htpasswd",
+            "REGISTRY_AUTH_HTPASSWD_REALM": "bench",
+            "REGISTRY_AUTH_HTPASSWD_PATH": str(root / "htpasswd"),
+        }
+    process = subprocess.Popen(
+        [REGISTRY_BINARY, "serve", str(root / "config.yml")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        eventually(
+            lambda: socket.create_connection((CLUSTER_IP, PORT), timeout=1).close() is None,
+            "the registry to listen",
+            15,
+            every=0.05,
+            ignoring=(OSError,),
+        )
+        yield
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@contextmanager
+def pod(source: PodSource, work: Path, label: str):
+    registry = Registry(source, work / label).start()
+    try:
+        yield
+    finally:
+        registry.stop()
+
+
+def without_auth(source: PodSource) -> PodSource:
+    """The pod with nginx's password checks taken out: the proxy's hop and TLS alone."""
+    maps = {name: dict(data) for name, data in source.config_maps.items()}
+    text = maps["registry-proxy"]["nginx.conf"]
+    kept = [line for line in text.splitlines(keepends=True) if "auth_basic" not in line]
+    maps["registry-proxy"]["nginx.conf"] = "".join(kept)
+    assert maps["registry-proxy"]["nginx.conf"] != text
+    return dataclasses.replace(source, config_maps=maps)
 
 
 def main() -> None:
@@ -74,45 +144,51 @@ def main() -> None:
     args = parser.parse_args()
     if not shutil.which("skopeo"):
         sys.exit("skopeo is missing: apt-get install skopeo")
-    if not Path(REGISTRY_BINARY).exists():
-        sys.exit(f"{REGISTRY_BINARY} is missing: bash tests/build_registry.sh")
+    for binary, how in ((REGISTRY_BINARY, "tests/build_registry.sh"), (NGINX_BINARY, "tests/build_nginx.sh")):
+        if not Path(binary).exists():
+            sys.exit(f"{binary} is missing: bash {how}")
 
-    run = run_stack({"serviceCidr": "127.0.0.0/8", "clusterIp": CLUSTER_IP})
+    run = run_stack({"serviceCidr": "127.0.0.0/8", "clusterIp": CLUSTER_IP, "nodeTrust": "cluster"})
     assert run.error is None, run.error
     user, password = run.outputs["username"], run.outputs["password"]
+    source = PodSource.from_run(run)
     work = Path(tempfile.mkdtemp(prefix="registry-bench-"))
     try:
         image = work / "image"
         write_image(image, "v1", layers=args.layers, layer_bytes=int(args.layer_mib * 1024 * 1024))
+        (work / "certs").mkdir()
+        (work / "certs" / "ca.crt").write_text(source.secrets["registry-tls"]["ca.crt"])
         authfile = work / "auth.json"
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
-        authfile.write_text(json.dumps({"auths": {f"{CLUSTER_IP}:5000": {"auth": token}}}))
-        registry = Registry(PodSource.from_run(run), work / "registry")
-        htpasswd_path = next(e for e in registry.container["env"] if e["name"] == "REGISTRY_AUTH_HTPASSWD_PATH")[
-            "value"
-        ]
+        authfile.write_text(json.dumps({"auths": {f"{CLUSTER_IP}:{PORT}": {"auth": token}}}))
+        tls = source.secrets["registry-tls"]
 
         rows = []
-        registry.start(without=("REGISTRY_AUTH",))
-        try:
-            base = statistics.median(measure(registry, work, image, None, args.repeats, "noauth"))
-        finally:
-            registry.stop()
-        rows.append(("TLS, no auth", base))
+        with registry_alone(work, tls, None):
+            base = measure(work, image, None, args.repeats, "noauth")
+        rows.append(("registry alone: TLS, no auth", base))
         for cost in [int(c) for c in args.costs.split(",")]:
             line = f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(cost)).decode()}\n"
-            registry.start(files={htpasswd_path: line})
-            try:
-                seconds = statistics.median(measure(registry, work, image, authfile, args.repeats, f"cost{cost}"))
-            finally:
-                registry.stop()
-            label = f"TLS + htpasswd, bcrypt cost {cost}" + (" (ours)" if cost == BCRYPT_COST else "")
-            rows.append((label, seconds))
+            with registry_alone(work, tls, line):
+                seconds = measure(work, image, authfile, args.repeats, f"cost{cost}")
+            rows.append((f"registry alone: TLS + its htpasswd, bcrypt cost {cost}", seconds))
+        with pod(without_auth(source), work, "hop"):
+            rows.append(
+                ("the pod, nginx without auth_basic: TLS + the hop", measure(work, image, None, args.repeats, "hop"))
+            )
+        with pod(source, work, "pod"):
+            rows.append(
+                (
+                    f"the pod as rendered: nginx TLS + htpasswd (cost {BCRYPT_COST}) -> registry (ours)",
+                    measure(work, image, authfile, args.repeats, "pod"),
+                )
+            )
 
         skopeo = subprocess.run(["skopeo", "--version"], capture_output=True, text=True).stdout.split()[-1]
+        nginx = subprocess.run([NGINX_BINARY, "-v"], capture_output=True, text=True).stderr.strip().split("/")[-1]
         print(
             f"push then pull of {args.layers} x {args.layer_mib:g} MiB layers, median of {args.repeats}, "
-            f"skopeo {skopeo}, registry {Path(REGISTRY_BINARY).name}"
+            f"skopeo {skopeo}, registry {Path(REGISTRY_BINARY).name}, nginx {nginx}"
         )
         print()
         print("| registry | push + pull (s) | vs no auth |")
