@@ -39,9 +39,7 @@ class ProxyPaths:
     tmp_dir: str = "/tmp"
 
 
-def nginx_config(
-    realm: str, listen: int = PROXY_PORT, upstream: str = REGISTRY_ADDRESS, paths: ProxyPaths = ProxyPaths()
-) -> str:
+def nginx_config(realm: str, paths: ProxyPaths = ProxyPaths()) -> str:
     """The whole nginx.conf. `realm` is the registry's own (what it said before the proxy)."""
     quoted_realm = realm.replace("\\", "\\\\").replace('"', '\\"')
     tmp = paths.tmp_dir
@@ -68,7 +66,7 @@ http {{
     server_tokens off;
 
     upstream registry {{
-        server {upstream};
+        server {REGISTRY_ADDRESS};
         keepalive 16;
     }}
 
@@ -79,7 +77,7 @@ http {{
     }}
 
     server {{
-        listen {listen} ssl;
+        listen {PROXY_PORT} ssl;
         ssl_certificate {paths.certs_dir}/tls.crt;
         ssl_certificate_key {paths.certs_dir}/tls.key;
         ssl_protocols TLSv1.2 TLSv1.3;
